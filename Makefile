@@ -1,0 +1,67 @@
+# ML Fundamentals from Scratch: the two commands are `make book` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+MATHJAX_VERSION := 3.2.2
+MATHJAX := _mathjax/mathjax/tex-chtml.js
+# nbgrader and jupyter call helper programs by name: the virtualenv goes first on PATH.
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+
+.PHONY: help venv mathjax book book-strict serve lab test test-lib test-notebooks \
+        test-assignments test-site release autograde clean
+
+help:
+	@echo "make book       build the site into _build/html (executes every chapter)"
+	@echo "make test       the whole suite: lib, chapters, assignments, site, browser"
+	@echo "make serve      serve _build/html on http://localhost:8000"
+	@echo "make lab        JupyterLab on the chapters and assignments"
+	@echo "make release    student versions of every assignment in dist/release and dist/release.zip"
+	@echo "make autograde SUBMISSIONS=dir   grade dir/<student>/<assignment>/<assignment>.ipynb"
+
+venv: $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.txt
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	touch $@
+
+# MathJax comes from the npm registry at build time and is served by the site itself.
+mathjax: $(MATHJAX)
+
+$(MATHJAX):
+	rm -rf .npm _mathjax
+	npm install --silent --no-audit --no-fund --prefix .npm mathjax@$(MATHJAX_VERSION)
+	mkdir -p _mathjax/mathjax
+	cp -r .npm/node_modules/mathjax/es5/. _mathjax/mathjax/
+
+# Chapters are executed in parallel into Jupyter Book's cache first; the strict build then
+# only merges the stored outputs (a chapter that raises fails either step).
+book: venv mathjax
+	$(BIN)/python tools/execute_chapters.py
+	$(BIN)/jupyter-book build . --warningiserror --nitpick --keep-going
+
+serve:
+	@test -f _build/html/index.html || { echo "run 'make book' first"; exit 1; }
+	$(BIN)/python -m http.server 8000 --bind 127.0.0.1 --directory _build/html
+
+lab: venv
+	$(BIN)/jupyter lab --notebook-dir=.
+
+test: venv mathjax
+	$(BIN)/pytest -n 2 --dist loadgroup tests --ignore=tests/test_site.py
+	$(BIN)/pytest -n 2 --dist loadscope --nbval-lax -p no:randomly chapters
+	$(BIN)/pytest tests/test_site.py
+
+release: venv
+	$(BIN)/python tools/course_cli.py release --out dist
+
+autograde: venv
+	@test -n "$(SUBMISSIONS)" || { echo "usage: make autograde SUBMISSIONS=<folder>"; exit 2; }
+	$(BIN)/python tools/course_cli.py autograde "$(SUBMISSIONS)" --out dist
+
+clean:
+	rm -rf _build dist .npm _mathjax .pytest_cache
