@@ -1,0 +1,128 @@
+"""Tiled attention with the online softmax, in plain torch (the FlashAttention algorithm).
+
+``blocked_attention`` computes exactly what ``softmax(q k^T * scale + mask) v`` computes,
+but visits the keys one block at a time and keeps, for every query row, only three
+running quantities: the largest scaled score seen so far ``m``, the sum of
+``exp(score - m)`` so far ``l``, and the un-normalized output ``acc = sum exp(score - m) v``.
+When a new block raises the running maximum from ``m`` to ``m'``, everything accumulated
+so far is rescaled by ``exp(m - m')``, so that at the end ``acc / l`` is the softmax-weighted
+average of the values and ``m + log l`` is the row's log-sum-exp.
+
+No tensor larger than one ``[..., block_size, block_size]`` score tile is ever created, so
+the working memory grows linearly with the sequence length instead of quadratically.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from lib._checks import check_in_range, check_min_ndim, shape_of
+
+
+def _check_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
+    """Shared input checks: ``q [..., Lq, D]``, ``k [..., Lk, D]``, ``v [..., Lk, Dv]``."""
+    for name, x in (("q", q), ("k", k), ("v", v)):
+        check_min_ndim(name, x, 2)
+    if q.shape[-1] != k.shape[-1]:
+        raise ValueError(f"q and k must have the same head_dim (last axis), "
+                         f"got q {shape_of(q)} and k {shape_of(k)}")
+    if k.shape[-2] != v.shape[-2]:
+        raise ValueError(f"k and v must have the same number of keys (axis -2), "
+                         f"got k {shape_of(k)} and v {shape_of(v)}")
+    try:
+        torch.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
+    except RuntimeError:
+        raise ValueError(f"the leading (batch, head) dimensions of q, k and v must "
+                         f"broadcast, got q {shape_of(q)}, k {shape_of(k)}, "
+                         f"v {shape_of(v)}") from None
+
+
+def _causal_tile_mask(n_rows: int, k_start: int, k_stop: int, shift: int,
+                      device: torch.device) -> torch.Tensor:
+    """Bool ``[n_rows, k_stop - k_start]``: True where query row ``r`` may see key ``j``.
+
+    Bottom-right alignment: row ``r`` sees key ``j`` iff ``j <= r + shift``; for the whole
+    sequence ``shift = Lk - Lq``, so the last query sees every key (the KV-cache convention).
+    """
+    rows = torch.arange(n_rows, device=device)[:, None]           # [bq, 1]
+    cols = torch.arange(k_start, k_stop, device=device)[None, :]  # [1, bk]
+    return cols <= rows + shift
+
+
+def _query_block(q_blk: torch.Tensor, k: torch.Tensor, v: torch.Tensor, shift: int,
+                 is_causal: bool, scale: float, block_size: int
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Online softmax over the key blocks for one block of queries.
+
+    ``q_blk [..., bq, D]``, ``k [..., Lk, D]``, ``v [..., Lk, Dv]``; returns
+    ``out [..., bq, Dv]`` and ``lse [..., bq]``. With ``is_causal``, local query row ``r``
+    sees keys ``j <= r + shift``.
+    """
+    lq_blk, lk = q_blk.shape[-2], k.shape[-2]
+    batch = torch.broadcast_shapes(q_blk.shape[:-2], k.shape[:-2], v.shape[:-2])
+    m = q_blk.new_full((*batch, lq_blk), -math.inf)               # running max   [..., bq]
+    l = q_blk.new_zeros((*batch, lq_blk))                         # running sum   [..., bq]
+    acc = q_blk.new_zeros((*batch, lq_blk, v.shape[-1]))          # running out   [..., bq, Dv]
+    k_stop = lk
+    if is_causal:  # skip the key blocks that even the block's last query cannot see
+        k_stop = max(0, min(lk, lq_blk + shift))
+    for k_start in range(0, k_stop, block_size):
+        k_end = min(k_start + block_size, lk)
+        s = q_blk @ k[..., k_start:k_end, :].transpose(-2, -1) * scale  # [..., bq, bk]
+        if is_causal:
+            keep = _causal_tile_mask(lq_blk, k_start, k_end, shift, s.device)
+            s = s.masked_fill(~keep, -math.inf)
+        m_new = torch.maximum(m, s.amax(dim=-1))                    # [..., bq]
+        m_safe = torch.where(m_new == -math.inf, 0.0, m_new)         # rows with no key yet
+        alpha = torch.exp(m - m_safe)                                # rescales the old sums
+        p = torch.exp(s - m_safe[..., None])                         # [..., bq, bk]
+        l = alpha * l + p.sum(dim=-1)
+        acc = alpha[..., None] * acc + p @ v[..., k_start:k_end, :]
+        m = m_new
+    l_safe = torch.where(l == 0, 1.0, l)          # fully masked rows: output 0, lse -inf
+    out = acc / l_safe[..., None]
+    lse = torch.where(l > 0, m + torch.log(l_safe), -math.inf)
+    return out, lse
+
+
+def blocked_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                      is_causal: bool = False, scale: float | None = None,
+                      block_size: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+    """Attention by tiles with the online softmax; returns ``(out, lse)``.
+
+    Args:
+        q: queries ``[..., Lq, D]``; k: keys ``[..., Lk, D]``; v: values ``[..., Lk, Dv]``.
+            Leading dimensions broadcast. Any floating dtype; the recurrence runs in
+            ``q``'s dtype (use float64 for an exact reference).
+        is_causal: if True, query ``i`` sees key ``j`` only when ``j <= i + Lk - Lq``
+            (bottom-right alignment). A query that sees no key (``Lq > Lk``) gets a zero
+            output and ``lse = -inf``.
+        scale: multiplies ``q k^T``; defaults to ``1 / sqrt(D)``.
+        block_size: rows of queries and of keys per tile (``>= 1``).
+
+    Returns:
+        ``out [..., Lq, Dv] = softmax(q k^T * scale + mask) v`` and
+        ``lse [..., Lq] = log sum_j exp(scale * q_i . k_j)`` over the visible keys.
+
+    The per-row recurrence over key blocks ``b`` (scores ``s_b``, values ``V_b``) is
+    ``m' = max(m, rowmax s_b)``, ``l' = e^{m-m'} l + rowsum e^{s_b - m'}``,
+    ``acc' = e^{m-m'} acc + e^{s_b - m'} V_b``; finally ``out = acc / l`` and
+    ``lse = m + log l``. Differentiable through torch autograd.
+    """
+    _check_qkv(q, k, v)
+    check_in_range("block_size", block_size, 1, math.inf)
+    if scale is None:
+        scale = 1.0 / math.sqrt(q.shape[-1])
+    lq, lk = q.shape[-2], k.shape[-2]
+    outs, lses = [], []
+    for q_start in range(0, lq, block_size):
+        q_blk = q[..., q_start:q_start + block_size, :]             # [..., bq, D]
+        shift = q_start + lk - lq  # global query i = q_start + r sees keys j <= i + lk - lq
+        out, lse = _query_block(q_blk, k, v, shift, is_causal, scale, block_size)
+        outs.append(out)
+        lses.append(lse)
+    if not outs:  # Lq == 0: nothing to compute, keep the shapes right
+        batch = torch.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
+        return (q.new_zeros((*batch, 0, v.shape[-1])), q.new_zeros((*batch, 0)))
+    return torch.cat(outs, dim=-2), torch.cat(lses, dim=-1)
