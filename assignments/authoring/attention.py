@@ -1,0 +1,172 @@
+# %% [markdown]
+# # Assignment: attention with masks, and multi-head attention
+#
+# You will implement scaled dot-product attention with boolean masks, then multi-head
+# self-attention, in PyTorch. The chapters [Scaled dot-product attention](../../../chapters/part3_attention/scaled_dot_product.ipynb),
+# [Masks](../../../chapters/part3_attention/masks.ipynb) and
+# [Multi-head attention](../../../chapters/part3_attention/multi_head_backward.ipynb) derive everything you need.
+#
+# Rules:
+# - Write your code between the marked lines of each answer cell. Use PyTorch only; do not
+#   import `lib` (it holds the reference answers).
+# - Layout: `[batch, heads, seq, head_dim]`. Boolean masks mean **True = may attend**.
+# - Run the test cell under each answer: the visible tests are a first check. The grader
+#   runs more tests (hidden), so passing the visible ones is necessary, not sufficient.
+# - Points: 12 in all.
+
+# %% [setup]
+import math
+
+import torch
+import torch.nn.functional as F
+
+torch.manual_seed(0)
+F64 = torch.float64
+
+
+def randn(*shape, seed=0):
+    """A float64 standard-normal tensor from its own seeded generator."""
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=F64)
+
+
+def check_close(actual, expected, tol=1e-10):
+    assert actual.shape == expected.shape, f"shape {tuple(actual.shape)}, expected {tuple(expected.shape)}"
+    err = (actual - expected).abs().max().item()
+    assert err < tol, f"max abs error {err:.2e} > {tol}"
+
+# %% [markdown]
+# ## 1. Scaled dot-product attention (6 points)
+#
+# Implement `attention(q, k, v, mask=None)` for `q [..., Lq, D]`, `k [..., Lk, D]`,
+# `v [..., Lk, Dv]` (leading axes broadcast), returning `[..., Lq, Dv]`:
+#
+# $$\operatorname{softmax}\!\left(\frac{q k^\top}{\sqrt{D}} + M\right) v,$$
+#
+# where the softmax runs over the **key** axis and $M$ is $0$ where the boolean `mask` is
+# True and $-\infty$ where it is False. `mask` broadcasts to the scores `[..., Lq, Lk]`.
+# Apply the mask to the scores **before** the softmax. You may assume every query sees at
+# least one key. Do not call `F.scaled_dot_product_attention` here.
+
+# %% [solution] id=sdpa
+def attention(q, k, v, mask=None):
+    ### BEGIN SOLUTION
+    scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])  # [..., Lq, Lk]
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    return torch.softmax(scores, dim=-1) @ v  # [..., Lq, Dv]
+    ### END SOLUTION
+
+# %% [test] id=test_sdpa_values points=2
+q, k, v = randn(2, 3, 4, 16, seed=1), randn(2, 3, 6, 16, seed=2), randn(2, 3, 6, 5, seed=3)
+out = attention(q, k, v)
+assert out.shape == (2, 3, 4, 5)
+check_close(out, F.scaled_dot_product_attention(q, k, v))
+### BEGIN HIDDEN TESTS
+from lib.attention import scaled_dot_product_attention as _ref
+_q, _k, _v = randn(1, 2, 7, 64, seed=11), randn(1, 2, 9, 64, seed=12), randn(1, 2, 9, 8, seed=13)
+check_close(attention(_q, _k, _v), _ref(_q, _k, _v))
+check_close(attention(3 * _q, _k, _v), _ref(3 * _q, _k, _v))
+### END HIDDEN TESTS
+
+# %% [test] id=test_sdpa_rows points=1
+# Each query's output depends on that query only, and is an average of value rows.
+q, k, v = randn(1, 1, 5, 8, seed=4), randn(1, 1, 3, 8, seed=5), randn(1, 1, 3, 2, seed=6)
+out = attention(q, k, v)
+assert out.shape == (1, 1, 5, 2)
+### BEGIN HIDDEN TESTS
+_q2 = q.clone()
+_q2[..., 0, :] += 5.0
+check_close(attention(_q2, k, v)[..., 1:, :], out[..., 1:, :])
+_ones = torch.ones(1, 1, 3, 1, dtype=F64)
+check_close(attention(q, k, _ones), torch.ones(1, 1, 5, 1, dtype=F64))  # weights sum to 1
+### END HIDDEN TESTS
+
+# %% [test] id=test_sdpa_mask points=3
+L = 5
+causal = torch.ones(L, L, dtype=torch.bool).tril()
+q, k, v = randn(2, 2, L, 8, seed=7), randn(2, 2, L, 8, seed=8), randn(2, 2, L, 8, seed=9)
+check_close(attention(q, k, v, mask=causal),
+            F.scaled_dot_product_attention(q, k, v, attn_mask=causal))
+### BEGIN HIDDEN TESTS
+from lib.attention import scaled_dot_product_attention as _ref
+_pad = torch.tensor([[True] * 5, [True, True, True, False, False]])[:, None, None, :]  # [B, 1, 1, L]
+check_close(attention(q, k, v, mask=_pad), _ref(q, k, v, mask=_pad))
+check_close(attention(q, k, v, mask=_pad & causal), _ref(q, k, v, mask=_pad, is_causal=True))
+# changing only hidden keys must not change anything
+_k2 = k.clone()
+_k2[..., -1, :] *= 20.0
+check_close(attention(q, _k2, v, mask=causal)[..., :-1, :], attention(q, k, v, mask=causal)[..., :-1, :])
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ## 2. A padding mask (2 points)
+#
+# A batch of sequences with lengths `lengths [B]` is right-padded to `max_len`. Implement
+# `padding_mask(lengths, max_len)` returning a **bool** mask of shape `[B, 1, 1, max_len]`,
+# True for the real tokens (positions `0 .. lengths[b] - 1`). The two singleton axes make it
+# broadcast over heads and queries when used with scores `[B, H, Lq, Lk]`.
+
+# %% [solution] id=padding
+def padding_mask(lengths, max_len):
+    ### BEGIN SOLUTION
+    positions = torch.arange(max_len)                 # [Lk]
+    real = positions[None, :] < lengths[:, None]      # [B, Lk]
+    return real[:, None, None, :]                     # [B, 1, 1, Lk]
+    ### END SOLUTION
+
+# %% [test] id=test_padding_mask points=2
+m = padding_mask(torch.tensor([3, 1]), 4)
+assert m.dtype == torch.bool and m.shape == (2, 1, 1, 4), m.shape
+assert m[0, 0, 0].tolist() == [True, True, True, False]
+### BEGIN HIDDEN TESTS
+from lib.attention import padding_mask as _ref_pad
+from lib.attention import scaled_dot_product_attention as _ref
+for _lengths, _n in [([5, 0, 2], 5), ([1], 1), ([4, 4, 1, 3], 6)]:
+    assert torch.equal(padding_mask(torch.tensor(_lengths), _n), _ref_pad(torch.tensor(_lengths), _n))
+# used with scores whose batch size equals the number of queries, it must still mask keys
+_q, _k, _v = randn(3, 2, 3, 8, seed=30), randn(3, 2, 5, 8, seed=31), randn(3, 2, 5, 4, seed=32)
+_lens = torch.tensor([5, 2, 3])
+check_close(F.scaled_dot_product_attention(_q, _k, _v, attn_mask=padding_mask(_lens, 5)),
+            _ref(_q, _k, _v, mask=_ref_pad(_lens, 5)))
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ## 3. Multi-head self-attention (4 points)
+#
+# Implement `multi_head_attention(x, w_q, w_k, w_v, w_o, n_heads, mask=None)` for
+# `x [B, L, D]` and weights `[D, D]` applied as `x @ w`. With `dh = D // n_heads`:
+#
+# 1. project: `x @ w_q`, `x @ w_k`, `x @ w_v`, each `[B, L, D]`;
+# 2. split heads: `[B, L, D] -> [B, L, H, dh] -> [B, H, L, dh]` (feature `h * dh + i` of a
+#    token belongs to head `h`);
+# 3. attend per head: use `F.scaled_dot_product_attention(q, k, v, attn_mask=mask)` here, so
+#    that this part is graded independently of part 1;
+# 4. merge heads back to `[B, L, D]` and apply `w_o`.
+
+# %% [solution] id=mha
+def multi_head_attention(x, w_q, w_k, w_v, w_o, n_heads, mask=None):
+    ### BEGIN SOLUTION
+    b, l, d = x.shape
+
+    def split(t):  # [B, L, D] -> [B, H, L, dh]
+        return t.view(b, l, n_heads, d // n_heads).transpose(1, 2)
+
+    q, k, v = split(x @ w_q), split(x @ w_k), split(x @ w_v)
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # [B, H, L, dh]
+    return out.transpose(1, 2).reshape(b, l, d) @ w_o  # [B, L, D]
+    ### END SOLUTION
+
+# %% [test] id=test_mha points=4
+x = randn(2, 6, 12, seed=20)
+ws = [randn(12, 12, seed=21 + i) / math.sqrt(12) for i in range(4)]
+y = multi_head_attention(x, *ws, 3)
+assert y.shape == (2, 6, 12)
+# with one head, multi-head attention is plain attention between projections
+check_close(multi_head_attention(x, *ws, 1),
+            F.scaled_dot_product_attention(x @ ws[0], x @ ws[1], x @ ws[2]) @ ws[3])
+### BEGIN HIDDEN TESTS
+from lib.attention import multi_head_attention as _ref_mha
+check_close(y, _ref_mha(x, *ws, 3))
+_causal = torch.ones(6, 6, dtype=torch.bool).tril()
+check_close(multi_head_attention(x, *ws, 4, mask=_causal), _ref_mha(x, *ws, 4, mask=_causal))
+### END HIDDEN TESTS

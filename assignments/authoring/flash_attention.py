@@ -1,0 +1,242 @@
+# %% [markdown]
+# # Assignment 6: tiled attention with the online softmax (the FlashAttention forward)
+#
+# You will implement, in plain torch, the algorithm that FlashAttention runs inside a GPU
+# kernel: attention computed one tile of scores at a time, with a running maximum, a
+# running sum and a running output that are rescaled whenever the maximum grows. The
+# chapter [FlashAttention](../../../chapters/part3_attention/flash_attention.ipynb) derives
+# every formula you need, and [Masks](../../../chapters/part3_attention/masks.ipynb) the causal
+# alignment.
+#
+# Rules:
+# - Write your code between the marked lines of each answer cell. Do not import `lib`
+#   (it holds the reference answers); torch and math are enough.
+# - Never build a score matrix larger than one `[..., block_size, block_size]` tile: a
+#   test watches every tensor your code creates.
+# - Run the test cell under each answer: the visible tests are a first check. The grader
+#   runs more tests (hidden), so passing the visible ones is necessary, not sufficient.
+# - Points: 9 in all.
+
+# %% [setup]
+import math
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+torch.manual_seed(0)
+
+
+def naive_attention(q, k, v, is_causal=False):
+    """The formula, with the full score matrix: softmax(q k^T / sqrt(D) + mask) v.
+
+    Causal masks are bottom-right aligned: query i sees key j iff j <= i + Lk - Lq.
+    Returns (out, lse); a query that sees no key gets out = 0 and lse = -inf.
+    """
+    s = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])        # [..., Lq, Lk]
+    lq, lk = s.shape[-2:]
+    if is_causal:
+        i, j = torch.arange(lq)[:, None], torch.arange(lk)[None, :]
+        s = s.masked_fill(j > i + lk - lq, -math.inf)
+    lse = torch.logsumexp(s, dim=-1)                              # [..., Lq]
+    p = torch.exp(s - lse[..., None]).nan_to_num(0.0)
+    return p @ v, lse
+
+
+class LargestTensor(TorchDispatchMode):
+    """Records the largest number of elements of any tensor that a torch op returns."""
+
+    def __init__(self):
+        super().__init__()
+        self.largest = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in out if isinstance(out, (tuple, list)) else (out,):
+            if isinstance(t, torch.Tensor):
+                self.largest = max(self.largest, t.numel())
+        return out
+
+
+def check_close(actual, expected, tol=1e-9):
+    assert actual.shape == expected.shape, f"shape {tuple(actual.shape)}, expected {tuple(expected.shape)}"
+    assert torch.equal(torch.isinf(actual), torch.isinf(expected)), "infinities differ"
+    finite = torch.isfinite(expected)
+    assert torch.isfinite(actual[finite]).all(), "NaN or inf where a finite value is expected"
+    err = (actual[finite] - expected[finite]).abs().max().item() if finite.any() else 0.0
+    assert err <= tol, f"max error {err:.3e} > {tol:.0e}"
+
+# %% [markdown]
+# ## 1. A streaming log-sum-exp (2 points)
+#
+# Implement `online_logsumexp(x, block_size)`: the log-sum-exp of `x [..., n]` over the
+# last axis, reading `x` in blocks of `block_size` columns and keeping only a running
+# maximum $m$ and a running sum $\ell = \sum_{\text{seen}} e^{x_j - m}$ per row. When a block
+# raises the maximum to $m'$, the old sum must be rescaled:
+#
+# $$\ell' = e^{m - m'}\,\ell + \sum_{j \in \text{block}} e^{x_j - m'} .$$
+#
+# Return $m + \log \ell$, shape `[...]`. A row of all `-inf` returns `-inf` (not NaN): while
+# the maximum is still `-inf`, subtract 0 instead of it.
+
+# %% [solution] id=online_logsumexp
+def online_logsumexp(x, block_size):
+    ### BEGIN SOLUTION
+    m = torch.full(x.shape[:-1], -math.inf, dtype=x.dtype)
+    l = torch.zeros(x.shape[:-1], dtype=x.dtype)
+    for start in range(0, x.shape[-1], block_size):
+        blk = x[..., start:start + block_size]
+        m_new = torch.maximum(m, blk.amax(dim=-1))
+        m_safe = torch.where(m_new == -math.inf, 0.0, m_new)
+        l = torch.exp(m - m_safe) * l + torch.exp(blk - m_safe[..., None]).sum(dim=-1)
+        m = m_new
+    return torch.where(l > 0, m + torch.log(torch.where(l > 0, l, 1.0)), -math.inf)
+    ### END SOLUTION
+
+# %% [test] id=test_online_logsumexp points=2
+_x = torch.randn(3, 10, dtype=torch.float64)
+check_close(online_logsumexp(_x, 4), torch.logsumexp(_x, dim=-1))
+check_close(online_logsumexp(torch.tensor([1000.0, 1000.0]), 1), torch.tensor(1000.0 + math.log(2)))
+### BEGIN HIDDEN TESTS
+_x = torch.tensor([[0.0, 1.0, 500.0, 2.0, 600.0], [-700.0, -800.0, 0.0, 1.0, 2.0]])
+check_close(online_logsumexp(_x, 2), torch.logsumexp(_x, dim=-1), tol=1e-4)
+_x = 30 * torch.randn(2, 3, 37, dtype=torch.float64)
+for _b in (1, 5, 16, 37, 64):
+    check_close(online_logsumexp(_x, _b), torch.logsumexp(_x, dim=-1))
+_x = torch.full((2, 6), -math.inf, dtype=torch.float64)
+_x[1, 4] = 3.0
+check_close(online_logsumexp(_x, 4), torch.tensor([-math.inf, 3.0], dtype=torch.float64))
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ## 2. Tiled attention (7 points)
+#
+# Implement `tiled_attention(q, k, v, is_causal=False, block_size=16)` for
+# `q [..., Lq, D]`, `k [..., Lk, D]`, `v [..., Lk, Dv]` with the scale $1/\sqrt{D}$. Return
+# `(out, lse)`: `out [..., Lq, Dv]` equal to `naive_attention(q, k, v, is_causal)[0]` and
+# `lse [..., Lq]`, the log-sum-exp of each row's scaled, masked scores.
+#
+# - Loop over blocks of `block_size` **queries**, and inside over blocks of `block_size`
+#   **keys**. Keep per query row the running max `m`, the running sum `l` and the running
+#   *unnormalized* output `acc`; when the max grows from $m$ to $m'$, multiply both `l`
+#   and `acc` by $e^{m - m'}$ before adding the new block. Divide `acc` by `l` once, after
+#   the last key block.
+# - Lengths need not be multiples of `block_size`: the last block of each loop is shorter.
+# - `is_causal` uses the bottom-right alignment: query $i$ sees key $j$ iff
+#   $j \le i + L_k - L_q$. Mask a score by setting it to `-inf` **before** the exponential.
+#   Key blocks that no query of the current query block can see may be skipped.
+# - A query that sees no key at all (possible when $L_q > L_k$) gets `out = 0` and
+#   `lse = -inf`, with no NaN anywhere.
+
+# %% [solution] id=tiled_attention
+def tiled_attention(q, k, v, is_causal=False, block_size=16):
+    ### BEGIN SOLUTION
+    lq, lk = q.shape[-2], k.shape[-2]
+    scale = 1.0 / math.sqrt(q.shape[-1])
+    outs, lses = [], []
+    for q0 in range(0, lq, block_size):
+        qb = q[..., q0:q0 + block_size, :]                          # [..., bq, D]
+        bq = qb.shape[-2]
+        shift = q0 + lk - lq           # local row r sees keys j <= r + shift
+        m = torch.full((*qb.shape[:-1],), -math.inf, dtype=q.dtype)
+        l = torch.zeros(qb.shape[:-1], dtype=q.dtype)
+        acc = torch.zeros((*qb.shape[:-1], v.shape[-1]), dtype=q.dtype)
+        k_stop = max(0, min(lk, bq + shift)) if is_causal else lk
+        for k0 in range(0, k_stop, block_size):
+            s = qb @ k[..., k0:k0 + block_size, :].transpose(-2, -1) * scale   # [..., bq, bk]
+            if is_causal:  # hide the keys past each row's diagonal
+                rows = torch.arange(bq)[:, None]
+                cols = torch.arange(k0, k0 + s.shape[-1])[None, :]
+                s = s.masked_fill(cols > rows + shift, -math.inf)
+            m_new = torch.maximum(m, s.amax(dim=-1))
+            m_safe = torch.where(m_new == -math.inf, 0.0, m_new)
+            alpha = torch.exp(m - m_safe)
+            p = torch.exp(s - m_safe[..., None])
+            l = alpha * l + p.sum(dim=-1)
+            acc = alpha[..., None] * acc + p @ v[..., k0:k0 + block_size, :]
+            m = m_new
+        l_safe = torch.where(l > 0, l, 1.0)
+        outs.append(acc / l_safe[..., None])
+        lses.append(torch.where(l > 0, m + torch.log(l_safe), -math.inf))
+    return torch.cat(outs, dim=-2), torch.cat(lses, dim=-1)
+    ### END SOLUTION
+
+# %% [test] id=test_tiled_noncausal points=2
+_q, _k, _v = torch.randn(2, 20, 8, dtype=torch.float64), torch.randn(2, 36, 8, dtype=torch.float64), torch.randn(2, 36, 4, dtype=torch.float64)
+_out, _lse = tiled_attention(_q, _k, _v, block_size=16)
+_ref_out, _ref_lse = naive_attention(_q, _k, _v)
+check_close(_out, _ref_out)
+check_close(_lse, _ref_lse)
+### BEGIN HIDDEN TESTS
+from lib.attention import blocked_attention as _oracle
+for _lq, _lk, _b in [(37, 37, 16), (5, 50, 7), (50, 5, 8), (1, 1, 16), (33, 64, 16)]:
+    _qh = 2 * torch.randn(2, 3, _lq, 8, dtype=torch.float64)
+    _kh, _vh = torch.randn(2, 3, _lk, 8, dtype=torch.float64), torch.randn(2, 3, _lk, 5, dtype=torch.float64)
+    _got_out, _got_lse = tiled_attention(_qh, _kh, _vh, block_size=_b)
+    _want_out, _want_lse = _oracle(_qh, _kh, _vh, block_size=_b)
+    check_close(_got_out, _want_out, tol=1e-10)
+    check_close(_got_lse, _want_lse, tol=1e-10)
+### END HIDDEN TESTS
+
+# %% [test] id=test_tiled_large_scores points=1
+# float32 scores that grow by hundreds from one key block to the next: exp must never
+# see a positive argument.
+_q = torch.zeros(1, 4, 4)
+_q[..., 0] = 2.0
+_k = torch.zeros(1, 32, 4)
+_k[:, 16:, 0] = torch.linspace(1.0, 200.0, 16)   # scores up to 2 * 200 / sqrt(4) = 200
+_v = torch.randn(1, 32, 3)
+_out, _lse = tiled_attention(_q, _k, _v, block_size=16)
+check_close(_out, naive_attention(_q, _k, _v)[0], tol=1e-4)
+### BEGIN HIDDEN TESTS
+_kh = torch.zeros(1, 48, 4)
+_kh[:, 16:32, 0] = 150.0
+_kh[:, 32:, 0] = torch.linspace(160.0, 300.0, 16)
+_vh = torch.randn(1, 48, 3)
+_got_out, _got_lse = tiled_attention(_q, _kh, _vh, block_size=16)
+_want_out, _want_lse = naive_attention(_q, _kh, _vh)
+check_close(_got_out, _want_out, tol=1e-4)
+check_close(_got_lse, _want_lse, tol=1e-3)
+### END HIDDEN TESTS
+
+# %% [test] id=test_tiled_causal points=2
+_q, _k, _v = (torch.randn(1, 2, 20, 8, dtype=torch.float64) for _ in range(3))
+_out, _lse = tiled_attention(_q, _k, _v, is_causal=True, block_size=16)
+check_close(_out, naive_attention(_q, _k, _v, is_causal=True)[0])
+### BEGIN HIDDEN TESTS
+from lib.attention import blocked_attention as _oracle
+for _lq, _lk, _b in [(10, 30, 4), (21, 21, 8), (17, 40, 16), (1, 9, 4), (35, 35, 16)]:
+    _qh = torch.randn(2, _lq, 8, dtype=torch.float64)
+    _kh, _vh = torch.randn(2, _lk, 8, dtype=torch.float64), torch.randn(2, _lk, 6, dtype=torch.float64)
+    _got_out, _got_lse = tiled_attention(_qh, _kh, _vh, is_causal=True, block_size=_b)
+    _want_out, _want_lse = _oracle(_qh, _kh, _vh, is_causal=True, block_size=_b)
+    check_close(_got_out, _want_out, tol=1e-10)
+    check_close(_got_lse, _want_lse, tol=1e-10)
+### END HIDDEN TESTS
+
+# %% [test] id=test_tiled_fully_masked_rows points=1
+_q, _k, _v = (torch.randn(1, _n, 8, dtype=torch.float64) for _n in (12, 5, 5))
+_out, _lse = tiled_attention(_q, _k, _v, is_causal=True, block_size=4)
+assert torch.isfinite(_out).all(), "NaN or inf in the output"
+assert torch.all(_out[:, :7] == 0), "queries 0..6 see no key: their output must be 0"
+### BEGIN HIDDEN TESTS
+assert torch.all(_lse[:, :7] == -math.inf) and torch.isfinite(_lse[:, 7:]).all()
+check_close(_out, naive_attention(_q, _k, _v, True)[0])
+_qh, _kh, _vh = (torch.randn(2, _n, 8, dtype=torch.float64) for _n in (40, 3, 3))
+_got_out, _got_lse = tiled_attention(_qh, _kh, _vh, is_causal=True, block_size=16)
+assert torch.isfinite(_got_out).all() and torch.all(_got_out[:, :37] == 0)
+assert torch.all(_got_lse[:, :37] == -math.inf)
+### END HIDDEN TESTS
+
+# %% [test] id=test_tiled_memory points=1
+_q, _k, _v = (torch.randn(1, 64, 4) for _ in range(3))
+with LargestTensor() as _spy:
+    tiled_attention(_q, _k, _v, block_size=8)
+# the output has 64 * 4 = 256 elements; a tile 8 * 8 = 64; the full matrix 4096
+assert _spy.largest <= 256, f"a tensor of {_spy.largest} elements was built"
+### BEGIN HIDDEN TESTS
+_qh, _kh, _vh = (torch.randn(2, 96, 2) for _ in range(3))
+for _causal in (False, True):
+    with LargestTensor() as _spy_hidden:
+        tiled_attention(_qh, _kh, _vh, is_causal=_causal, block_size=16)
+    assert _spy_hidden.largest <= 2 * 96 * 2 + 2 * 16 * 16, f"{_spy_hidden.largest} elements"
+### END HIDDEN TESTS

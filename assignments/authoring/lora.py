@@ -1,0 +1,181 @@
+# %% [markdown]
+# # Assignment 11: a LoRA adapter from scratch
+#
+# You will implement the four pieces of a LoRA (low-rank adaptation) layer: its
+# initialization, its unmerged forward pass, its gradients, and merging the adapter into
+# the frozen weight for inference. The chapter
+# [LoRA and quantization](../../../chapters/part6_patterns/lora_quantization.ipynb) derives
+# every formula you need.
+#
+# Conventions (as in `torch.nn.Linear`): the frozen weight is `W [d_out, d_in]`, the bias
+# `b [d_out]`, the adapter factors are `A [r, d_in]` and `B [d_out, r]`, and the layer is
+#
+# $$y = x W^\top + b + \frac{\alpha}{r}\,(x A^\top) B^\top .$$
+#
+# Rules:
+# - Write your code between the marked lines of each answer cell. Do not import `lib`
+#   (it holds the reference answers); torch is enough.
+# - Run the test cell under each answer: the visible tests are a first check. The grader
+#   runs more tests (hidden), so passing the visible ones is necessary, not sufficient.
+# - Points: 10 in all.
+
+# %% [setup]
+import math
+
+import torch
+
+torch.manual_seed(0)
+
+
+def check_close(actual, expected, tol=1e-9):
+    """Assert two tensors have the same shape and agree to ``tol`` (absolute)."""
+    actual = torch.as_tensor(actual, dtype=torch.float64)
+    expected = torch.as_tensor(expected, dtype=torch.float64)
+    assert actual.shape == expected.shape, f"shape {tuple(actual.shape)}, expected {tuple(expected.shape)}"
+    assert torch.isfinite(actual).all(), f"non-finite values: {actual}"
+    err = (actual - expected).abs().max().item() if actual.numel() else 0.0
+    assert err <= tol, f"max error {err:.3e} > {tol:.0e}"
+
+
+def random_layer(d_in, d_out, r, seed):
+    """A random frozen layer and adapter in float64: (W, b, A, B)."""
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randn(d_out, d_in, generator=g, dtype=torch.float64),
+            torch.randn(d_out, generator=g, dtype=torch.float64),
+            torch.randn(r, d_in, generator=g, dtype=torch.float64),
+            torch.randn(d_out, r, generator=g, dtype=torch.float64))
+
+# %% [markdown]
+# ## 1. Initialization (2 points)
+#
+# `init_lora(d_in, d_out, r, generator)` returns `(A, B)` in float32:
+#
+# - `A [r, d_in]` with independent entries drawn from $\mathcal N(0, 1/d_\text{in})$ (use
+#   `torch.randn(..., generator=generator)` and scale it);
+# - `B [d_out, r]` such that the adapted layer computes **exactly** the base layer at
+#   step 0, while the first gradient step can still change the adapter.
+
+# %% [solution] id=init_lora
+def init_lora(d_in, d_out, r, generator=None):
+    ### BEGIN SOLUTION
+    A = torch.randn(r, d_in, generator=generator) / math.sqrt(d_in)     # [r, d_in]
+    B = torch.zeros(d_out, r)                                           # [d_out, r]
+    return A, B
+    ### END SOLUTION
+
+# %% [test] id=test_init_lora points=2
+_A, _B = init_lora(16, 12, 4, torch.Generator().manual_seed(0))
+assert _A.shape == (4, 16) and _B.shape == (12, 4), "A is [r, d_in], B is [d_out, r]"
+assert torch.count_nonzero(_B) == 0, "B must start at zero so the model is unchanged at step 0"
+### BEGIN HIDDEN TESTS
+assert torch.count_nonzero(_A) == _A.numel(), "A must be random, or no gradient ever flows"
+_A, _B = init_lora(1024, 8, 64, torch.Generator().manual_seed(1))
+assert abs(_A.var().item() * 1024 - 1.0) < 0.1, f"A's variance should be 1/d_in, got {_A.var().item():.2e}"
+assert abs(_A.mean().item()) < 0.01
+assert not _B.any(), "B must be zero for every d_in, d_out and r"
+_A1, _ = init_lora(8, 8, 2, torch.Generator().manual_seed(3))
+_A2, _ = init_lora(8, 8, 2, torch.Generator().manual_seed(3))
+assert torch.equal(_A1, _A2), "use the generator you are given"
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ## 2. The unmerged forward pass (3 points)
+#
+# `lora_forward(x, W, b, A, B, alpha)` takes `x [..., d_in]` (any number of leading
+# dimensions) and returns `[..., d_out]`:
+# $x W^\top + b + \frac{\alpha}{r}(xA^\top)B^\top$, where $r$ is the adapter's rank (read
+# it from the shapes). Compute the low-rank path as two thin matmuls; do not form
+# $BA$. `b` may be `None` (no bias).
+
+# %% [solution] id=lora_forward
+def lora_forward(x, W, b, A, B, alpha):
+    ### BEGIN SOLUTION
+    r = A.shape[0]
+    y = x @ W.T                                                         # [..., d_out]
+    if b is not None:
+        y = y + b
+    return y + (alpha / r) * ((x @ A.T) @ B.T)                          # [..., r] -> [..., d_out]
+    ### END SOLUTION
+
+# %% [test] id=test_lora_forward points=3
+_W = torch.eye(2, dtype=torch.float64)
+_A = torch.tensor([[1.0, 0.0]], dtype=torch.float64)                    # r = 1
+_B = torch.tensor([[0.0], [1.0]], dtype=torch.float64)
+_x = torch.tensor([[3.0, 4.0]], dtype=torch.float64)
+check_close(lora_forward(_x, _W, None, _A, _B, alpha=2.0), [[3.0, 4.0 + 2.0 * 3.0]])
+### BEGIN HIDDEN TESTS
+from lib.lora import lora_linear as _ref_forward
+_W, _b, _A, _B = random_layer(7, 5, 3, seed=11)
+_x = torch.randn(2, 4, 7, dtype=torch.float64, generator=torch.Generator().manual_seed(12))
+for _alpha in (3.0, 12.0):
+    check_close(lora_forward(_x, _W, _b, _A, _B, _alpha), _ref_forward(_x, _W, _b, _A, _B, _alpha))
+check_close(lora_forward(_x, _W, None, _A, _B, 6.0), _ref_forward(_x, _W, None, _A, _B, 6.0))
+# rank 4 with alpha = 4: the scale alpha / r is exactly 1
+_W, _b, _A, _B = random_layer(6, 6, 4, seed=13)
+_x = torch.randn(3, 6, dtype=torch.float64)
+check_close(lora_forward(_x, _W, _b, _A, _B, 4.0), _x @ (_W + _B @ _A).T + _b)
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ## 3. Gradients of the adapter (3 points)
+#
+# For a 2-D input `x [N, d_in]` and the upstream gradient `dy [N, d_out]`
+# ($= \partial L/\partial y$), return `(dA, dB)`, the gradients of $L$ with respect to `A`
+# and `B` (shapes `[r, d_in]` and `[d_out, r]`), by hand: no autograd. With
+# $s = \alpha/r$ and $h = xA^\top$, derive them from $y = \dots + s\,hB^\top$.
+
+# %% [solution] id=lora_grads
+def lora_grads(x, A, B, dy, alpha):
+    ### BEGIN SOLUTION
+    s = alpha / A.shape[0]
+    h = x @ A.T                                                         # [N, r]
+    dB = s * dy.T @ h                                                   # [d_out, r]
+    dA = s * (dy @ B).T @ x                                             # [r, d_in]
+    return dA, dB
+    ### END SOLUTION
+
+# %% [test] id=test_lora_grads points=3
+_x = torch.ones(1, 2, dtype=torch.float64)
+_A = torch.tensor([[1.0, 2.0]], dtype=torch.float64)
+_B = torch.zeros(3, 1, dtype=torch.float64)
+_dy = torch.tensor([[1.0, 0.0, -1.0]], dtype=torch.float64)
+_dA, _dB = lora_grads(_x, _A, _B, _dy, alpha=1.0)
+check_close(_dA, torch.zeros(1, 2))                                     # B = 0 at init
+check_close(_dB, [[3.0], [0.0], [-3.0]])
+### BEGIN HIDDEN TESTS
+for _seed, (_din, _dout, _r, _alpha) in enumerate([(5, 4, 2, 8.0), (3, 6, 3, 1.5)]):
+    _W, _b, _A, _B = random_layer(_din, _dout, _r, seed=20 + _seed)
+    _A.requires_grad_(True)
+    _B.requires_grad_(True)
+    _x = torch.randn(7, _din, dtype=torch.float64)
+    _dy = torch.randn(7, _dout, dtype=torch.float64)
+    (_dy * (_x @ _W.T + _b + (_alpha / _r) * (_x @ _A.T) @ _B.T)).sum().backward()
+    _dA, _dB = lora_grads(_x, _A.detach(), _B.detach(), _dy, _alpha)
+    check_close(_dA, _A.grad)
+    check_close(_dB, _B.grad)
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ## 4. Merging the adapter (2 points)
+#
+# `merge_lora(W, A, B, alpha)` returns the weight `[d_out, d_in]` of a plain linear layer
+# that computes the same function as the adapted one, so inference costs nothing extra.
+
+# %% [solution] id=merge_lora
+def merge_lora(W, A, B, alpha):
+    ### BEGIN SOLUTION
+    return W + (alpha / A.shape[0]) * (B @ A)                           # [d_out, d_in]
+    ### END SOLUTION
+
+# %% [test] id=test_merge_lora points=2
+_W, _b, _A, _B = random_layer(4, 4, 2, seed=30)
+assert merge_lora(_W, _A, _B, 2.0).shape == (4, 4)
+### BEGIN HIDDEN TESTS
+from lib.lora import lora_linear as _ref_forward
+for _seed, (_din, _dout, _r, _alpha) in enumerate([(4, 4, 2, 2.0), (9, 5, 3, 6.0)]):
+    _W, _b, _A, _B = random_layer(_din, _dout, _r, seed=31 + _seed)
+    _x = torch.randn(6, _din, dtype=torch.float64)
+    _merged = merge_lora(_W, _A, _B, _alpha)
+    assert _merged.shape == (_dout, _din), "the merged weight has W's shape [d_out, d_in]"
+    check_close(_x @ _merged.T + _b, _ref_forward(_x, _W, _b, _A, _B, _alpha))
+### END HIDDEN TESTS

@@ -1,0 +1,269 @@
+# %% [markdown]
+# # Assignment 2: a two-layer network, forward and backward, with a gradient check
+#
+# You will implement, in NumPy, the forward pass, the loss and the backward pass of the
+# network `affine -> ReLU -> affine -> softmax cross-entropy`, batched over `N` examples,
+# and the central-difference gradient checker that tells you whether your backward pass
+# is right. The chapters [The chain rule and a tiny autograd engine](../../../chapters/part2_backprop/chain_rule_autograd.ipynb)
+# and [The linear layer and a two-layer network by hand](../../../chapters/part2_backprop/linear_layer_mlp.ipynb)
+# derive every formula you need.
+#
+# Shapes: `X [N, D]`, `W1 [D, H]`, `b1 [H]`, `W2 [H, C]`, `b2 [C]`, integer labels `y [N]`.
+#
+# Rules:
+# - Write your code between the marked lines of each answer cell. Do not import `lib`
+#   (it holds the reference answers) or any library other than NumPy.
+# - Each function is graded on its own: the tests of one part feed it exact inputs, so a
+#   mistake in one part does not cost you the others.
+# - Run the test cell under each answer: the visible tests are a first check. The grader
+#   runs more tests (hidden), with other shapes, so passing the visible ones is necessary,
+#   not sufficient. Use your gradient checker on your own backward pass before you submit.
+# - Points: 10 in all.
+
+# %% [setup]
+import numpy as np
+
+
+def check_close(actual, expected, tol=1e-8):
+    """Assert that two arrays have the same shape and agree to ``tol`` (relative and absolute)."""
+    actual, expected = np.asarray(actual, dtype=float), np.asarray(expected, dtype=float)
+    assert actual.shape == expected.shape, f"shape {actual.shape}, expected {expected.shape}"
+    assert np.allclose(actual, expected, rtol=tol, atol=tol), f"got\n{actual}\nexpected\n{expected}"
+
+
+def relative_error(a, b):
+    """max |a - b| / max(1e-12, |a| + |b|), elementwise: below 1e-6 means 'equal' for float64 gradients."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    assert a.shape == b.shape, f"shapes differ: {a.shape} and {b.shape}"
+    return float(np.max(np.abs(a - b) / np.maximum(1e-12, np.abs(a) + np.abs(b))))
+
+
+def make_params(d, h, c, seed):
+    """Random float64 parameters of the right shapes (biases nonzero so that they are tested)."""
+    rng = np.random.default_rng(seed)
+    return {"W1": rng.normal(0, np.sqrt(2 / d), (d, h)), "b1": rng.normal(0, 0.1, h),
+            "W2": rng.normal(0, np.sqrt(2 / h), (h, c)), "b2": rng.normal(0, 0.1, c)}
+
+# %% [markdown]
+# ## 1. A central-difference gradient checker (2 points)
+#
+# Implement `numerical_gradient(f, x, eps=1e-6)`. `f` takes no argument and returns a
+# float; it reads the array `x` (through a closure), so perturbing `x` **in place**
+# changes `f()`. For every entry $i$ of `x` (any shape; `np.ndindex(x.shape)` visits them
+# all) compute
+#
+# $$\frac{\partial f}{\partial x_i} \approx \frac{f(x + \epsilon e_i) - f(x - \epsilon e_i)}{2\epsilon},$$
+#
+# and **restore `x[i]` exactly** before moving on. Return an array shaped like `x`.
+# Use the central difference, not the one-sided one: its error is $O(\epsilon^2)$, not
+# $O(\epsilon)$.
+
+# %% [solution] id=numerical_gradient
+def numerical_gradient(f, x, eps=1e-6):
+    ### BEGIN SOLUTION
+    grad = np.zeros_like(x, dtype=float)
+    for index in np.ndindex(x.shape):
+        saved = x[index]
+        x[index] = saved + eps
+        f_plus = f()
+        x[index] = saved - eps
+        f_minus = f()
+        x[index] = saved
+        grad[index] = (f_plus - f_minus) / (2 * eps)
+    return grad
+    ### END SOLUTION
+
+# %% [test] id=test_numerical_gradient points=2
+_x = np.array([0.5, -1.0, 2.0])
+check_close(numerical_gradient(lambda: float(np.sum(_x ** 2)), _x), 2 * _x, tol=1e-6)
+### BEGIN HIDDEN TESTS
+_x = np.random.default_rng(11).normal(size=(3, 4))
+_before = _x.copy()
+_num = numerical_gradient(lambda: float(np.sum(np.sin(_x) * _x ** 2)), _x)
+assert np.array_equal(_x, _before), "x must be restored exactly"
+_exact = np.cos(_x) * _x ** 2 + 2 * _x * np.sin(_x)
+assert _num.shape == (3, 4)
+assert relative_error(_num, _exact) < 1e-8, "use central differences"
+_c = np.array([0.3, 1.7])                      # a cubic: one-sided differences are off by ~eps
+_num = numerical_gradient(lambda: float(np.sum(_c ** 3)), _c, eps=1e-4)
+check_close(_num, 3 * _c ** 2 + 1e-8, tol=1e-7)
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ## 2. The forward pass (2 points)
+#
+# Implement `mlp_forward(params, X)`: return `(logits, cache)` with
+#
+# $$A = X W_1 + b_1,\qquad H = \max(A, 0),\qquad \text{logits} = H W_2 + b_2,$$
+#
+# and `cache = (X, A, H)` exactly in this order (part 4 receives this tuple).
+
+# %% [solution] id=mlp_forward
+def mlp_forward(params, X):
+    ### BEGIN SOLUTION
+    A = X @ params["W1"] + params["b1"]
+    H = np.maximum(A, 0.0)
+    logits = H @ params["W2"] + params["b2"]
+    return logits, (X, A, H)
+    ### END SOLUTION
+
+# %% [test] id=test_mlp_forward points=2
+_p = {"W1": np.array([[1.0, -1.0]]), "b1": np.array([0.0, 0.5]),
+      "W2": np.array([[2.0], [3.0]]), "b2": np.array([1.0])}
+_logits, _cache = mlp_forward(_p, np.array([[1.0], [-2.0]]))
+check_close(_logits, [[3.0], [8.5]])          # row 0: H = [1, 0]; row 1: H = [0, 2.5]
+assert len(_cache) == 3
+### BEGIN HIDDEN TESTS
+from lib.backprop import init_mlp as _init_mlp
+_p = _init_mlp(5, 7, 3, seed=4)
+_X = np.random.default_rng(5).normal(size=(6, 5))
+_logits, (_cX, _cA, _cH) = mlp_forward(_p, _X)
+_pre = _X @ _p["W1"] + _p["b1"]
+check_close(_logits, np.maximum(_pre, 0) @ _p["W2"] + _p["b2"])
+check_close(_cX, _X)
+check_close(_cA, _pre)
+check_close(_cH, np.maximum(_pre, 0))
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ## 3. Softmax cross-entropy and its gradient (2 points)
+#
+# Implement `softmax_cross_entropy(logits, y)`: return `(loss, dlogits)` where
+#
+# $$L = -\frac1N\sum_{n}\log \operatorname{softmax}(\text{logits}_n)_{y_n},\qquad
+# \frac{\partial L}{\partial\,\text{logits}} = \frac{P - \operatorname{onehot}(y)}{N}.$$
+#
+# Compute the log-softmax stably (subtract each row's maximum). `loss` is a float and
+# `dlogits` has the shape of `logits`. Mind the $1/N$ of the mean.
+
+# %% [solution] id=softmax_ce
+def softmax_cross_entropy(logits, y):
+    ### BEGIN SOLUTION
+    n = logits.shape[0]
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    log_p = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    loss = float(-log_p[np.arange(n), y].mean())
+    dlogits = np.exp(log_p)
+    dlogits[np.arange(n), y] -= 1.0
+    return loss, dlogits / n
+    ### END SOLUTION
+
+# %% [test] id=test_softmax_ce points=2
+_loss, _d = softmax_cross_entropy(np.zeros((1, 4)), np.array([2]))
+check_close(_loss, np.log(4))
+check_close(_d, [[0.25, 0.25, -0.75, 0.25]])
+### BEGIN HIDDEN TESTS
+import torch as _torch
+_rng = np.random.default_rng(6)
+_z, _y = _rng.normal(scale=3.0, size=(8, 5)), _rng.integers(0, 5, size=8)
+_tz = _torch.tensor(_z, requires_grad=True)
+_ref = _torch.nn.functional.cross_entropy(_tz, _torch.tensor(_y))
+_ref.backward()
+_loss, _d = softmax_cross_entropy(_z, _y)
+check_close(_loss, _ref.item())
+check_close(_d, _tz.grad.numpy())
+_loss, _d = softmax_cross_entropy(np.array([[1000.0, 0.0]]), np.array([1]))
+check_close(_loss, 1000.0)
+check_close(_d, [[1.0, -1.0]])
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ## 4. The backward pass (4 points)
+#
+# Implement `mlp_backward(params, cache, dlogits)` where `cache = (X, A, H)` comes from
+# part 2 and `dlogits` $= \partial L / \partial\,\text{logits}$ from part 3. Return a dict
+# with the keys `"W1"`, `"b1"`, `"W2"`, `"b2"`, each gradient shaped like its parameter:
+#
+# $$dW_2 = H^\top d\text{logits},\quad db_2 = \textstyle\sum_n d\text{logits}_n,\quad
+# dH = d\text{logits}\, W_2^\top,\quad dA = dH \odot [A > 0],\quad dW_1 = X^\top dA,\quad
+# db_1 = \textstyle\sum_n dA_n .$$
+#
+# Before you run the tests, check your answer yourself: build a loss from parts 2 and 3,
+# and compare `mlp_backward` with `numerical_gradient` on every parameter with
+# `relative_error` (below $10^{-6}$ is correct). Test with all of `N, D, H, C`
+# different; then try `H == C` too: a transposed matrix runs without error when it is square.
+
+# %% [solution] id=mlp_backward
+def mlp_backward(params, cache, dlogits):
+    ### BEGIN SOLUTION
+    X, A, H = cache
+    dW2 = H.T @ dlogits
+    db2 = dlogits.sum(axis=0)
+    dH = dlogits @ params["W2"].T
+    dA = dH * (A > 0)
+    dW1 = X.T @ dA
+    db1 = dA.sum(axis=0)
+    return {"W1": dW1, "b1": db1, "W2": dW2, "b2": db2}
+    ### END SOLUTION
+
+# %% [markdown]
+# The tests build the cache and `dlogits` themselves (from the formulas above), so they
+# grade `mlp_backward` alone. The first test checks the output layer's gradients
+# ($W_2$, $b_2$), the second the hidden layer's ($W_1$, $b_1$).
+
+# %% [test] id=test_backward_output points=2
+_p = make_params(3, 4, 2, seed=0)
+_X = np.random.default_rng(1).normal(size=(5, 3))
+_A = _X @ _p["W1"] + _p["b1"]
+_H = np.maximum(_A, 0)
+_dl = np.random.default_rng(2).normal(size=(5, 2))
+_g = mlp_backward(_p, (_X, _A, _H), _dl)
+check_close(_g["W2"], _H.T @ _dl)
+assert _g["b2"].shape == (2,), "db2 has the shape of b2"
+### BEGIN HIDDEN TESTS
+from lib.backprop import mlp_loss_and_grads as _ref_grads
+
+
+def _reference_case(n, d, h, c, seed):
+    """Parameters, inputs, labels, the cache, dlogits, and lib's gradients."""
+    p = make_params(d, h, c, seed)
+    rng = np.random.default_rng(seed + 100)
+    X, y = rng.normal(size=(n, d)), rng.integers(0, c, size=n)
+    A = X @ p["W1"] + p["b1"]
+    H = np.maximum(A, 0)
+    Z = H @ p["W2"] + p["b2"]
+    P = np.exp(Z - Z.max(1, keepdims=True))
+    P /= P.sum(1, keepdims=True)
+    P[np.arange(n), y] -= 1
+    return p, (X, A, H), P / n, _ref_grads(p, X, y)[1]
+
+
+for _case in [(7, 5, 6, 4, 0), (6, 5, 5, 5, 1), (9, 4, 3, 3, 2)]:   # square ones too
+    _p, _cache, _dl, _ref = _reference_case(*_case)
+    _g = mlp_backward(_p, _cache, _dl)
+    assert relative_error(_g["W2"], _ref["W2"]) < 1e-10, f"dW2 wrong for shapes {_case[:4]}"
+    assert relative_error(_g["b2"], _ref["b2"]) < 1e-10, f"db2 wrong for shapes {_case[:4]}"
+### END HIDDEN TESTS
+
+# %% [test] id=test_backward_hidden points=2
+_p = make_params(3, 4, 2, seed=0)
+_X = np.random.default_rng(1).normal(size=(5, 3))
+_A = _X @ _p["W1"] + _p["b1"]
+_H = np.maximum(_A, 0)
+_dl = np.random.default_rng(2).normal(size=(5, 2))
+_g = mlp_backward(_p, (_X, _A, _H), _dl)
+assert _g["W1"].shape == (3, 4) and _g["b1"].shape == (4,)
+### BEGIN HIDDEN TESTS
+from lib.backprop import mlp_loss_and_grads as _ref_grads
+
+
+def _reference_case(n, d, h, c, seed):
+    """Parameters, inputs, labels, the cache, dlogits, and lib's gradients."""
+    p = make_params(d, h, c, seed)
+    rng = np.random.default_rng(seed + 100)
+    X, y = rng.normal(size=(n, d)), rng.integers(0, c, size=n)
+    A = X @ p["W1"] + p["b1"]
+    H = np.maximum(A, 0)
+    Z = H @ p["W2"] + p["b2"]
+    P = np.exp(Z - Z.max(1, keepdims=True))
+    P /= P.sum(1, keepdims=True)
+    P[np.arange(n), y] -= 1
+    return p, (X, A, H), P / n, _ref_grads(p, X, y)[1]
+
+
+for _case in [(7, 5, 6, 4, 0), (6, 5, 5, 5, 1), (9, 4, 3, 3, 2)]:   # square ones too
+    _p, _cache, _dl, _ref = _reference_case(*_case)
+    _g = mlp_backward(_p, _cache, _dl)
+    assert relative_error(_g["W1"], _ref["W1"]) < 1e-10, f"dW1 wrong for shapes {_case[:4]}"
+    assert relative_error(_g["b1"], _ref["b1"]) < 1e-10, f"db1 wrong for shapes {_case[:4]}"
+### END HIDDEN TESTS

@@ -1,0 +1,203 @@
+# %% [markdown]
+# # Assignment 3: the softmax backward and LayerNorm, forward and backward
+#
+# Softmax and LayerNorm couple all the entries of a row: each output depends on every
+# input of its row, so their backward passes are not elementwise. You will implement, in
+# NumPy, the vectorized softmax backward and LayerNorm's forward and backward passes. The
+# chapter [Softmax, LayerNorm, dropout and residual paths](../../../chapters/part2_backprop/softmax_layernorm_dropout.ipynb)
+# derives every formula you need.
+#
+# Conventions: every function works on the **last axis** and accepts any number of
+# leading axes (`[N, D]`, `[B, T, D]`, ...). `dX` means $\partial L / \partial X$ for a
+# scalar loss $L$ and has the shape of `X`.
+#
+# Rules:
+# - Write your code between the marked lines of each answer cell. Do not import `lib`
+#   (it holds the reference answers) or any library other than NumPy.
+# - Each function is graded on its own (the LayerNorm backward tests build the cache
+#   themselves), so a mistake in one part does not cost you the others.
+# - The visible tests are a first check; the grader runs hidden tests with other shapes.
+#   Check your backward passes with finite differences (the helper below) before you submit.
+# - Points: 10 in all.
+
+# %% [setup]
+import numpy as np
+
+
+def check_close(actual, expected, tol=1e-8):
+    """Assert that two arrays have the same shape and agree to ``tol`` (relative and absolute)."""
+    actual, expected = np.asarray(actual, dtype=float), np.asarray(expected, dtype=float)
+    assert actual.shape == expected.shape, f"shape {actual.shape}, expected {expected.shape}"
+    assert np.allclose(actual, expected, rtol=tol, atol=tol), f"got\n{actual}\nexpected\n{expected}"
+
+
+def numerical_gradient(f, x, eps=1e-6):
+    """Central differences of the scalar f() with respect to the array x (perturbed in place)."""
+    grad = np.zeros_like(x, dtype=float)
+    for index in np.ndindex(x.shape):
+        saved = x[index]
+        x[index] = saved + eps
+        f_plus = f()
+        x[index] = saved - eps
+        f_minus = f()
+        x[index] = saved
+        grad[index] = (f_plus - f_minus) / (2 * eps)
+    return grad
+
+# %% [markdown]
+# ## 1. The softmax backward (3 points)
+#
+# Given `p = softmax(z)` (along the last axis) and `grad_p` $= \partial L/\partial p$, of
+# the same shape `[..., C]`, return $\partial L / \partial z$. The Jacobian is
+# $J = \operatorname{diag}(p) - pp^\top$; do **not** build it. Expanding $J^\top g$ gives
+#
+# $$\frac{\partial L}{\partial z} = p \odot \Big(g - \sum_{i} g_i\, p_i\Big),$$
+#
+# with the sum taken over the last axis, separately for every row.
+
+# %% [solution] id=softmax_backward
+def softmax_backward(p, grad_p):
+    ### BEGIN SOLUTION
+    inner = np.sum(grad_p * p, axis=-1, keepdims=True)
+    return p * (grad_p - inner)
+    ### END SOLUTION
+
+# %% [test] id=test_softmax_backward points=3
+_p = np.array([0.2, 0.3, 0.5])
+check_close(softmax_backward(_p, np.array([1.0, 0.0, 0.0])), [0.16, -0.06, -0.1])
+check_close(softmax_backward(_p, np.full(3, 4.0)), np.zeros(3))   # constant g: no change
+### BEGIN HIDDEN TESTS
+import torch as _torch
+from lib.backprop import softmax_backward as _ref_softmax_backward
+for _shape in [(5,), (4, 6), (2, 3, 7), (3, 3)]:
+    _rng = np.random.default_rng(len(_shape) + _shape[-1])
+    _z, _g = _rng.normal(size=_shape), _rng.normal(size=_shape)
+    _tz = _torch.tensor(_z, requires_grad=True)
+    _tp = _torch.softmax(_tz, -1)
+    _tp.backward(_torch.tensor(_g))
+    _p = _tp.detach().numpy()
+    check_close(softmax_backward(_p, _g), _tz.grad.numpy(), tol=1e-10)
+    check_close(softmax_backward(_p, _g), _ref_softmax_backward(_p, _g), tol=1e-10)
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ## 2. LayerNorm forward (2 points)
+#
+# `layernorm_forward(x, gamma, beta, eps=1e-5)` normalizes each row of `x [..., D]` over
+# its last axis, with the **biased** variance (divide by $D$):
+#
+# $$\mu = \frac1D\sum_i x_i,\quad \sigma^2 = \frac1D\sum_i (x_i-\mu)^2,\quad r =
+# \frac{1}{\sqrt{\sigma^2 + \epsilon}},\quad \hat x = (x-\mu)\,r,\quad y = \gamma\odot\hat
+# x + \beta .$$
+#
+# Return `(y, cache)` with `cache = (xhat, r, gamma)` where `r` has shape `[..., 1]`.
+
+# %% [solution] id=layernorm_forward
+def layernorm_forward(x, gamma, beta, eps=1e-5):
+    ### BEGIN SOLUTION
+    mu = x.mean(axis=-1, keepdims=True)
+    var = ((x - mu) ** 2).mean(axis=-1, keepdims=True)
+    r = 1.0 / np.sqrt(var + eps)
+    xhat = (x - mu) * r
+    return gamma * xhat + beta, (xhat, r, gamma)
+    ### END SOLUTION
+
+# %% [test] id=test_layernorm_forward points=2
+_y, _cache = layernorm_forward(np.array([[1.0, 3.0]]), np.ones(2), np.zeros(2), eps=0.0)
+check_close(_y, [[-1.0, 1.0]])
+assert len(_cache) == 3
+### BEGIN HIDDEN TESTS
+from lib.backprop import layernorm_forward as _ref_ln_forward
+_rng = np.random.default_rng(21)
+for _shape in [(4, 6), (2, 3, 5)]:
+    _x = _rng.normal(3.0, 2.0, size=_shape)
+    _gamma, _beta = _rng.normal(size=_shape[-1]), _rng.normal(size=_shape[-1])
+    _y, (_xhat, _r, _) = layernorm_forward(_x, _gamma, _beta)
+    _y_ref, _c_ref = _ref_ln_forward(_x, _gamma, _beta)
+    check_close(_y, _y_ref)
+    check_close(_xhat, _c_ref.xhat)
+    check_close(_r, _c_ref.rstd)
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ## 3. LayerNorm backward (5 points)
+#
+# `layernorm_backward(dy, cache)` receives `dy` $= \partial L/\partial y$ `[..., D]` and
+# the cache `(xhat, r, gamma)` of part 2, and returns `(dx, dgamma, dbeta)`. With
+# $g = dy \odot \gamma$ (the gradient with respect to $\hat x$), differentiating through
+# $\mu$ and $\sigma^2$ gives
+#
+# $$dx = r\,\Big(g - \overline{g} - \hat x\;\overline{g\,\hat x}\Big), \qquad
+# \overline{g} = \frac1D\sum_j g_j,\quad \overline{g\hat x} = \frac1D\sum_j g_j \hat x_j,$$
+#
+# per row. `gamma` and `beta` were broadcast over **every** leading axis, so
+# `dgamma` $= \sum dy\odot\hat x$ and `dbeta` $= \sum dy$ over all leading axes: both have
+# shape `[D]`, also when `dy` is `[B, T, D]`.
+#
+# Two checks you can run yourself: every row of `dx` sums to zero, and `dx` matches
+# `numerical_gradient` applied to `lambda: np.sum(w * layernorm_forward(x, gamma, beta)[0])`
+# for a random weight array `w` (then `dy = w`).
+
+# %% [solution] id=layernorm_backward
+def layernorm_backward(dy, cache):
+    ### BEGIN SOLUTION
+    xhat, r, gamma = cache
+    lead = tuple(range(dy.ndim - 1))
+    g = dy * gamma
+    dx = r * (g - g.mean(axis=-1, keepdims=True)
+              - xhat * (g * xhat).mean(axis=-1, keepdims=True))
+    return dx, (dy * xhat).sum(axis=lead), dy.sum(axis=lead)
+    ### END SOLUTION
+
+# %% [markdown]
+# The tests build the cache with the reference forward pass, so they grade
+# `layernorm_backward` alone: the first checks `dx`, the second `dgamma` and `dbeta`.
+
+# %% [test] id=test_layernorm_backward_dx points=3
+_x = np.array([[1.0, 2.0, 4.0], [0.5, -1.0, 3.0]])
+_gamma, _beta = np.array([1.0, 2.0, 0.5]), np.zeros(3)
+_dy = np.array([[1.0, 0.0, -1.0], [0.3, 0.2, 0.1]])
+_mu = _x.mean(-1, keepdims=True)
+_r = 1 / np.sqrt(_x.var(-1, keepdims=True) + 1e-5)
+_dx, _, _ = layernorm_backward(_dy, ((_x - _mu) * _r, _r, _gamma))
+assert _dx.shape == _x.shape
+check_close(_dx.sum(axis=-1), np.zeros(2), tol=1e-10)                # shift invariance
+### BEGIN HIDDEN TESTS
+from lib.backprop import layernorm_backward as _ref_ln_backward
+from lib.backprop import layernorm_forward as _ref_ln_forward
+_rng = np.random.default_rng(31)
+for _shape in [(4, 6), (2, 3, 5), (1, 8)]:
+    _x = _rng.normal(1.0, 2.0, size=_shape)
+    _gamma, _beta = _rng.normal(size=_shape[-1]), _rng.normal(size=_shape[-1])
+    _w = _rng.normal(size=_shape)
+    _, _c = _ref_ln_forward(_x, _gamma, _beta)
+    _dx, _, _ = layernorm_backward(_w, tuple(_c))
+    check_close(_dx, _ref_ln_backward(_w, _c)[0], tol=1e-9)
+    _num = numerical_gradient(lambda: float(np.sum(_w * _ref_ln_forward(_x, _gamma, _beta)[0])), _x)
+    check_close(_dx, _num, tol=1e-6)
+### END HIDDEN TESTS
+
+# %% [test] id=test_layernorm_backward_params points=2
+_x = np.array([[1.0, 2.0, 4.0], [0.5, -1.0, 3.0]])
+_gamma = np.array([1.0, 2.0, 0.5])
+_mu = _x.mean(-1, keepdims=True)
+_r = 1 / np.sqrt(_x.var(-1, keepdims=True) + 1e-5)
+_xhat = (_x - _mu) * _r
+_dy = np.array([[1.0, 0.0, -1.0], [0.3, 0.2, 0.1]])
+_, _dgamma, _dbeta = layernorm_backward(_dy, (_xhat, _r, _gamma))
+check_close(_dbeta, [1.3, 0.2, -0.9])
+assert _dgamma.shape == (3,)
+### BEGIN HIDDEN TESTS
+from lib.backprop import layernorm_backward as _ref_ln_backward
+from lib.backprop import layernorm_forward as _ref_ln_forward
+_rng = np.random.default_rng(41)
+for _shape in [(5, 4), (2, 3, 4), (2, 2, 2, 4)]:
+    _x = _rng.normal(size=_shape)
+    _gamma, _beta = _rng.normal(size=_shape[-1]), _rng.normal(size=_shape[-1])
+    _w = _rng.normal(size=_shape)
+    _, _c = _ref_ln_forward(_x, _gamma, _beta)
+    _, _dgamma, _dbeta = layernorm_backward(_w, tuple(_c))
+    _, _ref_dgamma, _ref_dbeta = _ref_ln_backward(_w, _c)
+    check_close(_dgamma, _ref_dgamma, tol=1e-10)
+    check_close(_dbeta, _ref_dbeta, tol=1e-10)
+### END HIDDEN TESTS

@@ -1,0 +1,163 @@
+# %% [markdown]
+# # Assignment 1: numerically stable softmax, log-sum-exp and losses from logits
+#
+# You will implement five functions in NumPy. Each must give the right answer for **any
+# finite input**, including logits of size 1000 or 1e300, without overflow warnings and
+# without NaN. The chapters [Softmax and log-sum-exp](../../../chapters/part1_numerics/softmax_logsumexp.ipynb)
+# and [Cross-entropy](../../../chapters/part1_numerics/cross_entropy.ipynb) derive every formula you need.
+#
+# Rules:
+# - Write your code between the marked lines of each answer cell. Do not import `lib`
+#   (it holds the reference answers) or any library other than NumPy.
+# - Run the test cell under each answer: the visible tests are a first check. The grader
+#   runs more tests (hidden), so passing the visible ones is necessary, not sufficient.
+# - Points: 10 in all.
+
+# %% [setup]
+import numpy as np
+
+np.seterr(over="raise", invalid="raise")  # an overflow or a NaN in your code is an error
+
+
+def check_close(actual, expected, tol=1e-9):
+    """Assert that two arrays have the same shape and agree to ``tol``."""
+    actual, expected = np.asarray(actual, dtype=float), np.asarray(expected, dtype=float)
+    assert actual.shape == expected.shape, f"shape {actual.shape}, expected {expected.shape}"
+    assert np.allclose(actual, expected, rtol=tol, atol=tol), f"got {actual}, expected {expected}"
+
+# %% [markdown]
+# ## 1. Log-sum-exp (2 points)
+#
+# Implement `logsumexp(x)`: $\log \sum_j e^{x_j}$ over the **last axis**, for `x` of shape
+# `[..., n]`, returning shape `[...]`. Subtract the row maximum $m$ first:
+# $\operatorname{lse}(x) = m + \log \sum_j e^{x_j - m}$. A row that is all `-inf` must
+# give `-inf` (and no warning).
+
+# %% [solution] id=logsumexp
+def logsumexp(x):
+    ### BEGIN SOLUTION
+    x = np.asarray(x, dtype=float)
+    m = np.max(x, axis=-1, keepdims=True)
+    m = np.where(np.isneginf(m), 0.0, m)
+    with np.errstate(divide="ignore"):
+        return np.squeeze(m, -1) + np.log(np.sum(np.exp(x - m), axis=-1))
+    ### END SOLUTION
+
+# %% [test] id=test_logsumexp points=2
+check_close(logsumexp(np.array([0.0, 0.0])), np.log(2))
+check_close(logsumexp(np.array([[1.0, 2.0, 3.0]])), [np.log(np.exp(1) + np.exp(2) + np.exp(3))])
+### BEGIN HIDDEN TESTS
+from lib.numerics import logsumexp as _ref_logsumexp
+check_close(logsumexp(np.array([1000.0, 1000.0])), 1000.0 + np.log(2))
+check_close(logsumexp(np.array([-1000.0, -1000.0])), -1000.0 + np.log(2))
+_x = np.random.default_rng(1).normal(scale=300.0, size=(4, 5, 6))
+check_close(logsumexp(_x), _ref_logsumexp(_x))
+assert np.isneginf(logsumexp(np.array([[-np.inf, -np.inf]]))[0])
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ## 2. Softmax and log-softmax (3 points)
+#
+# Implement `softmax(x)` and `log_softmax(x)` over the last axis. Use the row max as in
+# part 1; compute `log_softmax` as $x - \operatorname{lse}(x)$, **not** as
+# `log(softmax(x))`, which gives `-inf` as soon as a probability underflows to 0.
+# Entries equal to `-inf` get probability 0.
+
+# %% [solution] id=softmax
+def softmax(x):
+    ### BEGIN SOLUTION
+    x = np.asarray(x, dtype=float)
+    e = np.exp(x - np.max(x, axis=-1, keepdims=True))
+    return e / np.sum(e, axis=-1, keepdims=True)
+    ### END SOLUTION
+
+
+def log_softmax(x):
+    ### BEGIN SOLUTION
+    x = np.asarray(x, dtype=float)
+    return x - logsumexp(x)[..., None]
+    ### END SOLUTION
+
+# %% [test] id=test_softmax points=1.5
+check_close(softmax(np.array([1.0, 1.0])), [0.5, 0.5])
+check_close(softmax(np.array([[0.0, np.log(3.0)]])), [[0.25, 0.75]])
+### BEGIN HIDDEN TESTS
+from lib.numerics import softmax as _ref_softmax
+check_close(softmax(np.array([1000.0, 1000.0])), [0.5, 0.5])
+check_close(softmax(np.array([-1000.0, 0.0])), [0.0, 1.0])
+check_close(softmax(np.array([0.0, -np.inf, 0.0])), [0.5, 0.0, 0.5])
+_x = np.random.default_rng(2).normal(scale=50.0, size=(3, 7))
+check_close(softmax(_x), _ref_softmax(_x))
+### END HIDDEN TESTS
+
+# %% [test] id=test_log_softmax points=1.5
+check_close(log_softmax(np.array([0.0, 0.0])), [-np.log(2), -np.log(2)])
+### BEGIN HIDDEN TESTS
+from lib.numerics import log_softmax as _ref_log_softmax
+check_close(log_softmax(np.array([0.0, -1000.0])), [0.0, -1000.0])
+check_close(log_softmax(np.array([1000.0, 0.0, 1000.0])), [-np.log(2), -1000.0 - np.log(2), -np.log(2)])
+_x = np.random.default_rng(3).normal(scale=50.0, size=(3, 7))
+check_close(log_softmax(_x), _ref_log_softmax(_x))
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ## 3. Cross-entropy with label smoothing (3 points)
+#
+# `cross_entropy(logits, labels, eps)`: logits `[N, C]`, integer labels `[N]`, the mean
+# over rows of $-\sum_c q_c \log p_c$ where $p = \operatorname{softmax}(\text{logits})$ and the
+# smoothed target is $q = (1-\varepsilon)\,\text{onehot}(y) + \varepsilon / C$ (the
+# $\varepsilon$ mass is spread over **all** $C$ classes, the true one included).
+
+# %% [solution] id=cross_entropy
+def cross_entropy(logits, labels, eps=0.0):
+    ### BEGIN SOLUTION
+    logp = log_softmax(logits)
+    n, c = logp.shape
+    q = (1.0 - eps) * np.eye(c)[labels] + eps / c
+    return float(np.mean(-np.sum(q * logp, axis=-1)))
+    ### END SOLUTION
+
+# %% [test] id=test_cross_entropy points=2
+check_close(cross_entropy(np.zeros((2, 4)), np.array([0, 3])), np.log(4))
+### BEGIN HIDDEN TESTS
+from lib.numerics import cross_entropy as _ref_ce
+_rng = np.random.default_rng(4)
+_logits, _labels = _rng.normal(scale=4.0, size=(8, 5)), _rng.integers(0, 5, size=8)
+check_close(cross_entropy(_logits, _labels), _ref_ce(_logits, _labels))
+check_close(cross_entropy(np.array([[1000.0, 0.0]]), np.array([1])), 1000.0)
+### END HIDDEN TESTS
+
+# %% [test] id=test_label_smoothing points=1
+check_close(cross_entropy(np.zeros((1, 4)), np.array([2]), eps=0.1), np.log(4))
+### BEGIN HIDDEN TESTS
+_rng = np.random.default_rng(7)
+_logits, _labels = _rng.normal(scale=4.0, size=(8, 5)), _rng.integers(0, 5, size=8)
+for _eps in (0.1, 0.3, 1.0):
+    check_close(cross_entropy(_logits, _labels, eps=_eps), _ref_ce(_logits, _labels, label_smoothing=_eps))
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ## 4. Binary cross-entropy from logits (2 points)
+#
+# `bce_with_logits(x, y)`: the mean over all elements of
+# $-y \log \sigma(x) - (1-y)\log(1-\sigma(x))$, computed as
+# $\max(x, 0) - x y + \log(1 + e^{-|x|})$ so that it is finite for every finite $x$.
+# Derive it before you code it: why does $-\log\sigma(x) = \log(1+e^{-x})$, and why may
+# you rewrite $\log(1 + e^{-x})$ with $|x|$?
+
+# %% [solution] id=bce
+def bce_with_logits(x, y):
+    ### BEGIN SOLUTION
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    return float(np.mean(np.maximum(x, 0.0) - x * y + np.log1p(np.exp(-np.abs(x)))))
+    ### END SOLUTION
+
+# %% [test] id=test_bce points=2
+check_close(bce_with_logits(np.array([0.0]), np.array([1.0])), np.log(2))
+### BEGIN HIDDEN TESTS
+from lib.numerics import binary_cross_entropy_with_logits as _ref_bce
+check_close(bce_with_logits(np.array([-1000.0]), np.array([1.0])), 1000.0)
+check_close(bce_with_logits(np.array([1000.0, -1000.0]), np.array([1.0, 0.0])), 0.0)
+_x, _y = np.random.default_rng(5).normal(scale=8.0, size=(4, 3)), np.random.default_rng(6).uniform(size=(4, 3))
+check_close(bce_with_logits(_x, _y), _ref_bce(_x, _y))
+### END HIDDEN TESTS

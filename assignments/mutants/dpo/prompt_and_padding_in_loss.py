@@ -1,0 +1,7 @@
+# mutant: the response mask is ignored, so prompt and padding tokens are summed too
+# replaces: response_logprobs
+# fails: test_response_logprobs
+def response_logprobs(logits, input_ids, response_mask):
+    logp = torch.log_softmax(logits[:, :-1], dim=-1)
+    token_logp = logp.gather(-1, input_ids[:, 1:].unsqueeze(-1)).squeeze(-1)
+    return token_logp.sum(dim=1)

@@ -1,0 +1,8 @@
+# mutant: clip applied on the wrong side (max instead of min), an optimistic bound
+# replaces: clipped_token_loss
+# fails: test_clipped_loss, test_clip_sides
+def clipped_token_loss(logp, old_logp, advantages, clip_eps=0.2):
+    adv = advantages.unsqueeze(-1)
+    ratio = torch.exp(logp - old_logp)
+    clipped = torch.clamp(ratio, 1.0 - clip_eps, 1.0 + clip_eps)
+    return -torch.maximum(ratio * adv, clipped * adv)

@@ -1,0 +1,8 @@
+# mutant: std without epsilon, so a group with identical rewards gives 0/0 = NaN
+# replaces: group_advantages
+# fails: test_group_advantages, test_zero_variance_group
+def group_advantages(rewards, group_size, eps=1e-4):
+    grouped = rewards.view(-1, group_size)
+    mean = grouped.mean(dim=1, keepdim=True)
+    std = grouped.std(dim=1, keepdim=True)
+    return ((grouped - mean) / std).view(-1)

@@ -1,0 +1,12 @@
+# mutant: the ReLU mask is taken from the upstream gradient (dH > 0) instead of the pre-activation (A > 0)
+# replaces: mlp_backward
+# fails: test_backward_hidden
+def mlp_backward(params, cache, dlogits):
+    X, A, H = cache
+    dW2 = H.T @ dlogits
+    db2 = dlogits.sum(axis=0)
+    dH = dlogits @ params["W2"].T
+    dA = dH * (dH > 0)
+    dW1 = X.T @ dA
+    db1 = dA.sum(axis=0)
+    return {"W1": dW1, "b1": db1, "W2": dW2, "b2": db2}

@@ -1,0 +1,35 @@
+"""nbgrader configuration of the course (run nbgrader from this folder).
+
+Layout (nbgrader's defaults): ``source/<assignment>/`` holds the instructor's notebooks
+with solutions and hidden tests, ``release/`` the student versions,
+``submitted/<student>/<assignment>/`` what students hand in, ``autograded/`` and
+``feedback/`` what grading produces, and ``gradebook.db`` the grades.
+
+Grading runs every student's kernel in a bubblewrap sandbox (``tools/sandbox.py``; the
+design is in ``assignments/README.md``). The limits below are the defaults; the
+environment variables ``MLFS_CELL_TIMEOUT`` (seconds) and ``MLFS_MEMORY_MB`` override them
+for one run.
+"""
+import os
+import sys
+from pathlib import Path
+
+c = get_config()  # noqa: F821 (provided by nbgrader when it loads this file)
+
+c.CourseDirectory.course_id = "mlfs"
+c.CourseDirectory.root = str(Path(__file__).resolve().parent)
+
+# What a student sees in place of the solution.
+c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
+
+# Grading limits: a cell that runs longer than CELL_TIMEOUT seconds is interrupted (its
+# feedback says so) and the kernel goes on with the next cell; the kernel's address space
+# is capped at MEMORY_MB, so a runaway allocation raises MemoryError in the student's cell.
+CELL_TIMEOUT = int(os.environ.get("MLFS_CELL_TIMEOUT", 30))
+MEMORY_MB = int(os.environ.get("MLFS_MEMORY_MB", 3072))
+
+# The sandbox lives in the repository's tools/ (MLFS_TOOLS when the course is a copy).
+sys.path.insert(0, os.environ.get("MLFS_TOOLS", str(Path(__file__).resolve().parents[1] / "tools")))
+import sandbox  # noqa: E402
+
+sandbox.configure_nbgrader(c, cell_timeout=CELL_TIMEOUT, memory_mb=MEMORY_MB)

@@ -1,0 +1,390 @@
+"""Broken, hostile and cheating submissions are graded fairly, and nothing is lost.
+
+Fast tests check each defence on its own: the static policy, the bubblewrap sandbox
+(no reading the course, no writing outside the scratch folder, no network, a memory cap)
+and the trusted re-check (a patched NumPy in the student's process cannot fool the
+comparison; generators, in-place arrays and autograd still behave). The slow tests grade
+the whole corpus of ``tests/make_bad_submissions.py`` in one ``course_cli.py autograde``
+command and check every student's score, feedback and CSV row, and check that a kernel
+that dies keeps the points earned before it died.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tools"))
+sys.path.insert(0, str(ROOT / "tests"))
+import course  # noqa: E402
+import policy  # noqa: E402
+import recheck  # noqa: E402
+import sandbox  # noqa: E402
+
+pytestmark = pytest.mark.xdist_group("robustness")
+needs_bwrap = pytest.mark.skipif(shutil.which("bwrap") is None,
+                                 reason="bubblewrap (bwrap) is not installed; .ci/run installs it")
+SETUP = {"np", "check_close"}
+
+
+# --------------------------------------------------------------------------------------
+# The static policy
+# --------------------------------------------------------------------------------------
+CHEATS = {
+    "np.allclose = lambda *a, **k: True": "tamper",
+    "import numpy\nnumpy.testing.assert_allclose = lambda *a, **k: None": "tamper",
+    "t = np.testing\nt.assert_allclose = print": "tamper",
+    "import torch\ntorch.allclose = lambda *a, **k: True": "tamper",
+    "import torch\ntorch.testing.assert_close = lambda *a, **k: None": "tamper",
+    "import builtins\nbuiltins.abs = None": "tamper",
+    "__builtins__['abs'] = None": "tamper",
+    "def check_close(*a, **k):\n    pass": "tamper",
+    "def f():\n    global check_close\n    check_close = print": "tamper",
+    "x = open('../../../source/a/a.ipynb').read()": "tamper",
+    "import os\nos.listdir('..')": "tamper",
+    "eval('1')": "tamper",
+    "f = getattr(np, 'allclose')": "tamper",
+    "y = np.__dict__": "tamper",
+    "from lib.numerics import softmax": "lib",
+    "import lib": "lib",
+    "import scipy.special": "import",
+}
+LEGIT = [
+    "import numpy as np\n\ndef softmax(x):\n    e = np.exp(x - x.max(-1, keepdims=True))\n"
+    "    return e / e.sum(-1, keepdims=True)",
+    "import math\nimport torch\n\nclass Cache:\n    def __init__(self):\n        self.k = []\n"
+    "        super().__init__()\n\n    def add(self, k):\n        self.k.append(k)",
+    "def f(x):\n    y = x.copy()\n    y[0] += 1\n    return y",
+    "def step(w):\n    w.grad = None\n    return w",
+    "from collections import defaultdict\nfrom functools import lru_cache",
+]
+
+
+@pytest.mark.parametrize("source", CHEATS, ids=range(len(CHEATS)))
+def test_policy_names_each_cheat(source):
+    found = policy.check_cell(source, setup_names=SETUP, setup_modules={"numpy"},
+                              setup_aliases={"np": "numpy"})
+    assert found, f"not flagged: {source!r}"
+    assert CHEATS[source] in {f.kind for f in found}, [str(f) for f in found]
+
+
+@pytest.mark.parametrize("source", LEGIT, ids=range(len(LEGIT)))
+def test_policy_leaves_honest_answers_alone(source):
+    found = policy.check_cell(source, setup_names=SETUP, setup_modules={"numpy"},
+                              setup_aliases={"np": "numpy"})
+    assert not found, [str(f) for f in found]
+
+
+def test_dependencies_follow_answers_that_call_each_other():
+    cells = {"lse": "def logsumexp(x):\n    return x", "sm": "def log_softmax(x):\n"
+             "    return x - logsumexp(x)", "other": "def bce(x):\n    return x"}
+    assert policy.dependencies("check_close(log_softmax(1), 0)", cells) == {"lse", "sm"}
+    assert policy.dependencies("check_close(bce(1), 0)", cells) == {"other"}
+
+
+# --------------------------------------------------------------------------------------
+# The sandbox
+# --------------------------------------------------------------------------------------
+def run_sandboxed(code: str, tmp_path: Path, **kwargs) -> dict:
+    """Run ``code`` in the sandbox; it prints one JSON object, which is returned."""
+    scratch = tmp_path / "scratch"
+    scratch.mkdir(exist_ok=True)
+    argv = sandbox.bwrap_argv([sys.executable, "-c", code], scratch=scratch, **kwargs)
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=120,
+                          preexec_fn=sandbox.limit_memory)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+PROBE = """
+import json, os
+result = {}
+for path in %r:
+    try:
+        with open(path, "rb") as f:
+            f.read(1)
+        result[path] = "read"
+    except OSError as error:
+        result[path] = type(error).__name__
+print(json.dumps(result))
+"""
+
+
+@needs_bwrap
+def test_sandbox_cannot_read_the_course_or_the_repository(tmp_path):
+    course_dir = tmp_path / "course"
+    secret = course_dir / "source" / "a" / "a.ipynb"
+    secret.parent.mkdir(parents=True)
+    secret.write_text("the hidden tests")
+    (course_dir / "gradebook.db").write_text("grades")
+    workdir = course_dir / "autograded" / "alice" / "a"
+    workdir.mkdir(parents=True)
+    (workdir / "a.ipynb").write_text("{}")
+    targets = [str(secret), str(course_dir / "gradebook.db"), "../../../gradebook.db",
+               "../../../source/a/a.ipynb", str(ROOT / "assignments" / "nbgrader_config.py"),
+               str(ROOT / "tests" / "test_assignments.py"), "/etc/shadow", "a.ipynb"]
+    seen = run_sandboxed(PROBE % targets, tmp_path, workdir=workdir, read_only=(workdir,),
+                         with_lib=True)
+    assert seen.pop("a.ipynb") == "read", "the submission's own folder must stay readable"
+    assert all(v != "read" for v in seen.values()), seen
+
+
+WRITER = """
+import json
+result = {}
+for path in %r:
+    try:
+        with open(path, "w") as f:
+            f.write("x")
+        result[path] = "written"
+    except OSError as error:
+        result[path] = type(error).__name__
+print(json.dumps(result))
+"""
+
+
+@needs_bwrap
+def test_sandbox_writes_only_to_its_scratch_folder(tmp_path):
+    workdir = tmp_path / "sub"
+    workdir.mkdir()
+    targets = [str(ROOT / "pwned.txt"), str(workdir / "pwned.txt"), "/pwned.txt",
+               str(tmp_path / "pwned.txt"), "/tmp/allowed.txt"]
+    seen = run_sandboxed(WRITER % targets, tmp_path, workdir=workdir, read_only=(workdir,))
+    assert seen.pop("/tmp/allowed.txt") == "written"
+    for path in targets[:3]:  # the repository, the submission folder, the root
+        assert seen[path] != "written", seen
+    # tmp_path lies under /tmp, which in the sandbox is the scratch folder: a write there
+    # lands in the scratch, never in the real tmp_path.
+    assert not any(Path(p).exists() for p in targets[:-1])
+    assert (tmp_path / "scratch" / "allowed.txt").exists()
+
+
+@needs_bwrap
+def test_sandbox_has_no_network_not_even_the_hosts_localhost(tmp_path):
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    port = server.getsockname()[1]
+    threading.Thread(target=lambda: server.accept(), daemon=True).start()
+    socket.create_connection(("127.0.0.1", port), timeout=5).close()  # reachable outside
+    code = f"""
+import json, socket
+result = {{}}
+for host in ("127.0.0.1", "1.1.1.1"):
+    try:
+        socket.create_connection((host, {port}), timeout=3).close()
+        result[host] = "connected"
+    except OSError as error:
+        result[host] = type(error).__name__
+print(json.dumps(result))
+"""
+    seen = run_sandboxed(code, tmp_path)
+    server.close()
+    assert "connected" not in seen.values(), seen
+
+
+@needs_bwrap
+def test_memory_cap_turns_a_runaway_allocation_into_memory_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFS_MEMORY_MB", "1024")
+    code = """
+import json
+import numpy as np
+hog = []
+try:
+    while True:
+        hog.append(np.ones(50_000_000))
+except MemoryError:
+    print(json.dumps({"error": "MemoryError", "arrays": len(hog)}))
+"""
+    seen = run_sandboxed(code, tmp_path)
+    assert seen["error"] == "MemoryError" and seen["arrays"] < 4
+
+
+def test_missing_bubblewrap_stops_grading_with_a_clear_message(monkeypatch):
+    monkeypatch.setattr(sandbox.shutil, "which", lambda name: None)
+    with pytest.raises(sandbox.SandboxUnavailable, match="bubblewrap.*refuses to run"):
+        sandbox.bwrap_path()
+
+
+# --------------------------------------------------------------------------------------
+# The trusted re-check
+# --------------------------------------------------------------------------------------
+SETUP_SRC = ("import numpy as np\n\n\ndef check_close(a, b, tol=1e-9):\n"
+             "    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)\n"
+             "    assert a.shape == b.shape and np.allclose(a, b, rtol=tol, atol=tol), (a, b)\n")
+
+
+def student(tmp_path: Path, code: str, names: list[str], setup: str = SETUP_SRC,
+            timeout: float = 20) -> recheck.StudentProcess:
+    process = recheck.StudentProcess([setup], [("answer", code)], names, with_lib=False,
+                                     timeout=timeout, scratch=tmp_path / "student")
+    process.endpoint.deadline = time.monotonic() + timeout
+    return process
+
+
+def run_job(tmp_path: Path, tests: dict[str, str], answer: str, timeout: float = 5) -> dict:
+    names = sorted(policy.top_level_names(answer))
+    job = {"setup": [SETUP_SRC], "tests": list(tests.items()), "cell_timeout": timeout,
+           "with_lib": False, "scratch": str(tmp_path / "scratch"),
+           "submissions": [{"student": "s", "cells": [["answer", answer]], "names": names}]}
+    (tmp_path / "job.json").write_text(json.dumps(job))
+    recheck.trusted_main(tmp_path / "job.json", tmp_path / "out.json")
+    return json.loads((tmp_path / "out.json").read_text())["s"]
+
+
+@needs_bwrap
+def test_a_numpy_patched_in_the_students_process_cannot_fool_the_trusted_comparison(tmp_path):
+    answer = ("import numpy\n\ndef _loosen(m):\n    m.allclose = lambda *a, **k: True\n\n"
+              "_loosen([numpy][0])\n\ndef double(x):\n    return numpy.allclose(1, 2)\n")
+    result = run_job(tmp_path, {"t": "check_close(double(np.ones(2)), 2 * np.ones(2))"}, answer)
+    assert not result["tests"]["t"]["passed"]
+    assert "AssertionError" in result["tests"]["t"]["reason"]
+
+
+@needs_bwrap
+def test_trusted_side_refuses_private_attributes_and_writes(tmp_path):
+    answer = ("def snoop(f):\n    try:\n        f.__globals__\n        return 'globals'\n"
+              "    except AttributeError:\n        pass\n    try:\n        f._ask('setattr', "
+              "name='x', value={'t': 'v', 'v': 1})\n        return 'setattr'\n"
+              "    except PermissionError:\n        return 'denied'\n")
+    result = run_job(tmp_path, {"t": "assert snoop(check_close) == 'denied'"}, answer)
+    assert result["tests"]["t"]["passed"], result
+
+
+@needs_bwrap
+def test_generators_arrays_and_callbacks_behave_as_in_one_process(tmp_path):
+    answer = ("import numpy as np\n\ndef draw(rng, n):\n    return rng.normal(size=n)\n\n"
+              "def bump_and_call(x, f):\n    x[0] += 1.0\n    value = f()\n    x[0] -= 1.0\n"
+              "    return value\n")
+    tests = {
+        "generator": "g, h = np.random.default_rng(3), np.random.default_rng(3)\n"
+                     "check_close(draw(g, 4), h.normal(size=4))\n"
+                     "check_close(draw(g, 2), h.normal(size=2))  # g advanced\n",
+        "in_place": "x = np.zeros(3)\nassert bump_and_call(x, lambda: float(x[0])) == 1.0\n"
+                    "assert x[0] == 0.0\n",
+    }
+    result = run_job(tmp_path, tests, answer)
+    assert all(t["passed"] for t in result["tests"].values()), result
+
+
+@needs_bwrap
+def test_autograd_flows_back_through_the_students_function(tmp_path):
+    answer = "import torch\n\ndef loss(x, w):\n    return (w * x ** 2).sum(), 7\n"
+    test = ("import torch\nx = torch.tensor([1.0, -2.0], dtype=torch.float64, requires_grad=True)\n"
+            "w = torch.tensor([3.0, 0.5], dtype=torch.float64)\n"
+            "value, seven = loss(x, w)\nvalue.backward()\nassert seven == 7\n"
+            "check_close(x.grad, 2 * w * x.detach())\n")
+    result = run_job(tmp_path, {"t": test}, answer)
+    assert result["tests"]["t"]["passed"], result
+
+
+@needs_bwrap
+def test_a_looping_or_dying_answer_fails_only_its_own_tests(tmp_path):
+    answer = ("import numpy as np\n\ndef spin():\n    while True:\n        pass\n\n"
+              "def die():\n    import os\n    os._exit(3)\n\ndef fine():\n    return 1.0\n")
+    tests = {"loops": "spin()", "dies": "die()", "fine": "assert fine() == 1.0"}
+    result = run_job(tmp_path, tests, answer, timeout=2)
+    assert result["tests"]["loops"]["reason"].startswith("timeout")
+    assert "process died" in result["tests"]["dies"]["reason"]
+    assert result["tests"]["fine"]["passed"]
+
+
+# --------------------------------------------------------------------------------------
+# The whole corpus in one command
+# --------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def batch(tmp_path_factory):
+    import make_bad_submissions
+
+    base = tmp_path_factory.mktemp("batch")
+    manifest = make_bad_submissions.build(base / "submissions", ["numerics", "calibration"],
+                                          {"calibration"})
+    started = time.monotonic()
+    proc = subprocess.run([sys.executable, str(ROOT / "tools" / "course_cli.py"), "autograde",
+                           str(base / "submissions"), "--out", str(base / "dist"),
+                           "--timeout", "5"], capture_output=True, text=True, timeout=1500)
+    elapsed = time.monotonic() - started
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    with (base / "dist" / "grades.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    details = json.loads((base / "dist" / "details.json").read_text())
+    return {"manifest": manifest, "rows": rows, "details": details, "dist": base / "dist",
+            "submissions": base / "submissions", "stdout": proc.stdout, "elapsed": elapsed}
+
+
+@pytest.mark.slow
+@needs_bwrap
+def test_batch_has_one_csv_row_per_student(batch):
+    students = [row["student_id"] for row in batch["rows"]]
+    assert len(batch["manifest"]) >= 30
+    assert sorted(students) == sorted(batch["manifest"]) and len(set(students)) == len(students)
+    assert "s per submission" in batch["stdout"]
+
+
+@pytest.mark.slow
+@needs_bwrap
+def test_every_submission_gets_exactly_its_expected_scores(batch):
+    wrong = {}
+    for student, case in batch["manifest"].items():
+        got = batch["details"][f"{student}/{case['assignment']}"]["scores"]
+        for test_id, expected in case["expect"].items():
+            if expected is not None and got.get(test_id) != expected:
+                wrong[f"{student}:{test_id}"] = (got.get(test_id), expected)
+    assert not wrong, wrong
+    rows = {row["student_id"]: row for row in batch["rows"]}
+    for student, case in batch["manifest"].items():
+        expected_total = sum(v for v in case["expect"].values() if v is not None)
+        if None not in case["expect"].values():
+            assert float(rows[student]["score"]) == expected_total, student
+
+
+@pytest.mark.slow
+@needs_bwrap
+def test_every_submission_gets_feedback_that_says_what_happened(batch):
+    missing, silent = [], {}
+    for student, case in batch["manifest"].items():
+        page = batch["dist"] / "feedback" / student / case["assignment"] / f"{case['assignment']}.html"
+        if not page.exists():
+            missing.append(student)
+            continue
+        text = page.read_text()
+        absent = [w for w in ["Grading report", *case["feedback_contains"]] if w not in text]
+        if absent:
+            silent[student] = absent
+    assert not missing and not silent, (missing, silent)
+
+
+@pytest.mark.slow
+@needs_bwrap
+def test_hostile_writes_left_no_file_behind(batch):
+    assert not (ROOT / "pwned-repo.txt").exists()
+    assert not list(batch["submissions"].rglob("pwned*"))
+    assert not list(batch["dist"].rglob("pwned*"))
+
+
+@pytest.mark.slow
+@needs_bwrap
+def test_a_dead_kernel_keeps_earlier_points_and_zeroes_the_rest(tmp_path):
+    """Straight through nbgrader (no policy): the kernel calls os._exit in the last answer."""
+    root = course.new_course(tmp_path / "course", ["numerics"])
+    course.release(root, "numerics")
+    source = json.loads((root / "source" / "numerics" / "numerics.ipynb").read_text())
+    for cell in source["cells"]:
+        if cell["metadata"]["nbgrader"].get("grade_id") == "bce":
+            cell["source"] = "import os\nos._exit(9)\n"
+    course.submit(root, "dies", "numerics", source)
+    course.autograde(root, "numerics")
+    scores = course.cell_scores(root, "numerics", "dies")
+    assert scores["test_bce"][0] == 0
+    assert all(s == m for gid, (s, m) in scores.items() if gid != "test_bce"), scores
+    graded = (root / "autograded" / "dies" / "numerics" / "numerics.ipynb").read_text()
+    assert "KernelDied" in graded and "NotRun" in graded
