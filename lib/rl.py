@@ -141,7 +141,10 @@ def clipped_surrogate(logp: torch.Tensor, old_logp: torch.Tensor, advantages: to
 
     ``rho = exp(logp - old_logp)``; ``advantages`` is ``[B]`` (one per sequence, broadcast
     over its tokens) or ``[B, T]``. No masking here: callers aggregate with a mask.
+
+    Raises ``ValueError`` if the shapes disagree or ``clip_eps`` is outside (0, 1).
     """
+    _check_token_inputs(logp, old_logp, advantages, None, clip_eps)
     adv = advantages.unsqueeze(-1) if advantages.ndim == 1 else advantages  # [B, 1] or [B, T]
     ratio = torch.exp(logp - old_logp)                                      # [B, T]
     clipped = torch.clamp(ratio, 1.0 - clip_eps, 1.0 + clip_eps)            # [B, T]

@@ -129,9 +129,11 @@ def filter_logits(logits: torch.Tensor, temperature: float = 1.0, top_k: int | N
     top-k-filtered distribution). ``softmax`` of the result is the sampling distribution.
 
     Shapes: ``logits [..., V]`` -> ``[..., V]``.
-    Raises ``ValueError`` if ``temperature <= 0`` (greedy decoding has no distribution).
+    Raises ``ValueError`` if ``temperature <= 0`` (greedy decoding has no distribution) or
+    a filter argument is out of range.
     """
     _check_logits(logits)
+    _check_filter_args(top_k, top_p, min_p)
     if not temperature > 0:
         raise ValueError(f"temperature must be > 0 here, got {temperature!r}")
     out = logits / temperature

@@ -135,7 +135,7 @@ CASES = [
      ["scale", "global-ish"]),
     ("lib.rl.group_advantages", "rank", (T2, 2), {}, ["rewards", "shape"]),
     ("lib.rl.kl_k3", "rank", (T1, T2), {}, ["logp", "ref_logp", "shape"]),
-    ("lib.rl.clipped_surrogate", "probability", (T1, T1, T1), {"clip_eps": -0.2},
+    ("lib.rl.clipped_surrogate", "probability", (T2, T2, torch.ones(2)), {"clip_eps": -0.2},
      ["clip_eps"]),
     ("lib.rl.ppo_clip_loss", "mask", (T2, T2, torch.ones(2), torch.ones(3, 4)), {},
      ["mask", "shape"]),
