@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -213,6 +214,32 @@ def test_missing_bubblewrap_stops_grading_with_a_clear_message(monkeypatch):
     monkeypatch.setattr(sandbox.shutil, "which", lambda name: None)
     with pytest.raises(sandbox.SandboxUnavailable, match="bubblewrap.*refuses to run"):
         sandbox.bwrap_path()
+
+
+def test_without_bubblewrap_the_grader_refuses_before_running_any_cell(monkeypatch):
+    import nbformat
+    from grader_execute import SandboxExecute
+
+    monkeypatch.setattr(sandbox.shutil, "which", lambda name: None)
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("print('ran')")])
+    with pytest.raises(sandbox.SandboxUnavailable, match="bubblewrap"):
+        SandboxExecute().preprocess(nb, {"metadata": {"path": "."}})
+    assert nb.cells[0].outputs == []
+
+
+def test_the_course_configuration_loads_without_bubblewrap(tmp_path):
+    """Releasing runs no student code, so an instructor without bwrap can still release."""
+    code = (
+        "import shutil, sys\n"
+        "shutil.which = lambda name: None\n"
+        "from traitlets.config.loader import PyFileConfigLoader\n"
+        f"c = PyFileConfigLoader('nbgrader_config.py', path={str(ROOT / 'assignments')!r})"
+        ".load_config()\n"
+        "print(c.CourseDirectory.course_id)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={**os.environ, "MLFS_TMP": str(tmp_path)}, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "mlfs"
 
 
 # --------------------------------------------------------------------------------------

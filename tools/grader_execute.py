@@ -30,6 +30,9 @@ class SandboxExecute(Execute):
     """``Execute`` that records a dead or unresponsive kernel in the cells' outputs."""
 
     def preprocess(self, nb, resources=None, km=None):
+        import sandbox
+
+        sandbox.bwrap_path()  # no sandbox: refuse before any student code runs
         self._stopped: str | None = None
         self._timeouts_in_a_row = 0
         return super().preprocess(nb, resources, km)

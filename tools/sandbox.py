@@ -137,9 +137,10 @@ def configure_nbgrader(c, *, cell_timeout: int, memory_mb: int) -> None:
 
     Every kernel is started by :func:`run_kernel`; nbgrader reaches it over Unix sockets
     in a private folder, which is the only part of the grader's file system the kernel
-    can write besides its scratch folder.
+    can write besides its scratch folder. Releasing an assignment runs no student code and
+    works without bubblewrap; grading refuses to start without it
+    (:meth:`grader_execute.SandboxExecute.preprocess`).
     """
-    bwrap_path()
     os.environ.setdefault("MLFS_MEMORY_MB", str(memory_mb))
     base = _grader_folder()
     ipc_dir = base / "ipc"
