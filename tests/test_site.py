@@ -144,9 +144,10 @@ MATH_PAGES = ["chapters/part1_numerics/softmax_logsumexp.html",
 def test_math_renders_offline_with_figures_and_no_console_error(browser, server, path):
     visit = Visit(browser, server, path)
     page = visit.page
-    page.wait_for_selector("mjx-container", timeout=20_000)
-    assert page.locator("mjx-container").count() > 10
-    text = page.inner_text("main")
+    # The article, not the print-only contents list (hidden) that repeats math in headings.
+    page.wait_for_selector("article.bd-article mjx-container", timeout=20_000)
+    assert page.locator("article.bd-article mjx-container").count() > 10
+    text = page.inner_text("article.bd-article")
     assert "$$" not in text and "\\frac" not in text, "raw TeX left on the page"
     images = page.locator("main img")
     assert images.count() >= 1, "no figure on the page"
