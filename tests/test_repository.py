@@ -4,12 +4,14 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tools"))
+from toc import toc_files  # noqa: E402
 
 
 def tracked(pattern: str) -> list[Path]:
@@ -29,23 +31,8 @@ def test_notebook_is_committed_without_outputs(path):
     assert nb["metadata"].get("kernelspec", {}).get("name") == "python3"
 
 
-def _toc_files() -> list[str]:
-    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
-    files = [toc["root"]]
-
-    def walk(entries):
-        for entry in entries:
-            if "file" in entry:
-                files.append(entry["file"])
-            walk(entry.get("sections", []))
-            walk(entry.get("chapters", []))
-
-    walk(toc.get("parts", []))
-    return files
-
-
 def test_every_chapter_is_in_the_table_of_contents_and_exists():
-    listed = set(_toc_files())
+    listed = set(toc_files())
     on_disk = {str(p.relative_to(ROOT).with_suffix(""))
                for p in ROOT.glob("chapters/**/*") if p.suffix in (".ipynb", ".md")}
     assert listed - on_disk == set(), "listed in _toc.yml but missing"

@@ -21,28 +21,13 @@ from urllib.parse import urlparse
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tools"))
+from toc import toc_files  # noqa: E402
+
 HTML = ROOT / "_build" / "html"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 pytestmark = [pytest.mark.slow]
-
-
-def _toc_files() -> list[str]:
-    """Every document listed in _toc.yml, as a path relative to the site root."""
-    import yaml
-
-    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
-    files = [toc["root"]]
-
-    def walk(entries):
-        for entry in entries:
-            if "file" in entry:
-                files.append(entry["file"])
-            walk(entry.get("sections", []))
-            walk(entry.get("chapters", []))
-
-    walk(toc.get("parts", []))
-    return files
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +47,7 @@ def site() -> Path:
 
 
 def test_every_toc_entry_has_a_page(site):
-    missing = [f for f in _toc_files() if not (site / f"{f}.html").exists()]
+    missing = [f for f in toc_files() if not (site / f"{f}.html").exists()]
     assert not missing
 
 
@@ -162,7 +147,7 @@ def test_math_renders_offline_with_figures_and_no_console_error(browser, server,
 @pytest.mark.browser
 def test_every_page_loads_without_console_errors_or_foreign_requests(browser, server):
     problems = {}
-    for doc in _toc_files():
+    for doc in toc_files():
         visit = Visit(browser, server, f"{doc}.html")
         if visit.errors or visit.foreign:
             problems[doc] = {"errors": visit.errors, "foreign": visit.foreign}

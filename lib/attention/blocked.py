@@ -17,25 +17,8 @@ import math
 
 import torch
 
-from lib._checks import check_in_range, check_min_ndim, shape_of
-
-
-def _check_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
-    """Shared input checks: ``q [..., Lq, D]``, ``k [..., Lk, D]``, ``v [..., Lk, Dv]``."""
-    for name, x in (("q", q), ("k", k), ("v", v)):
-        check_min_ndim(name, x, 2)
-    if q.shape[-1] != k.shape[-1]:
-        raise ValueError(f"q and k must have the same head_dim (last axis), "
-                         f"got q {shape_of(q)} and k {shape_of(k)}")
-    if k.shape[-2] != v.shape[-2]:
-        raise ValueError(f"k and v must have the same number of keys (axis -2), "
-                         f"got k {shape_of(k)} and v {shape_of(v)}")
-    try:
-        torch.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
-    except RuntimeError:
-        raise ValueError(f"the leading (batch, head) dimensions of q, k and v must "
-                         f"broadcast, got q {shape_of(q)}, k {shape_of(k)}, "
-                         f"v {shape_of(v)}") from None
+from lib._checks import check_in_range
+from lib.attention.sdpa import _check_qkv
 
 
 def _causal_tile_mask(n_rows: int, k_start: int, k_stop: int, shift: int,

@@ -46,7 +46,7 @@ from triton.runtime.interpreter import InterpretedFunction
 from triton.runtime.jit import JITFunction
 
 from lib._checks import check_in_range, shape_of
-from lib.attention.blocked import _check_qkv
+from lib.attention.sdpa import _check_qkv
 
 LOG2E = 1.4426950408889634  # log2(e): exp(x) == exp2(x * LOG2E)
 HEAD_DIMS = (16, 32, 64, 128)
