@@ -244,23 +244,7 @@ _dl = np.random.default_rng(2).normal(size=(5, 2))
 _g = mlp_backward(_p, (_X, _A, _H), _dl)
 assert _g["W1"].shape == (3, 4) and _g["b1"].shape == (4,)
 ### BEGIN HIDDEN TESTS
-from lib.backprop import mlp_loss_and_grads as _ref_grads
-
-
-def _reference_case(n, d, h, c, seed):
-    """Parameters, inputs, labels, the cache, dlogits, and lib's gradients."""
-    p = make_params(d, h, c, seed)
-    rng = np.random.default_rng(seed + 100)
-    X, y = rng.normal(size=(n, d)), rng.integers(0, c, size=n)
-    A = X @ p["W1"] + p["b1"]
-    H = np.maximum(A, 0)
-    Z = H @ p["W2"] + p["b2"]
-    P = np.exp(Z - Z.max(1, keepdims=True))
-    P /= P.sum(1, keepdims=True)
-    P[np.arange(n), y] -= 1
-    return p, (X, A, H), P / n, _ref_grads(p, X, y)[1]
-
-
+# _reference_case is defined in the hidden part of test_backward_output (graded cells run in order).
 for _case in [(7, 5, 6, 4, 0), (6, 5, 5, 5, 1), (9, 4, 3, 3, 2)]:   # square ones too
     _p, _cache, _dl, _ref = _reference_case(*_case)
     _g = mlp_backward(_p, _cache, _dl)
