@@ -157,15 +157,21 @@ print(json.dumps(result))
 def test_sandbox_writes_only_to_its_scratch_folder(tmp_path):
     workdir = tmp_path / "sub"
     workdir.mkdir()
-    targets = [str(ROOT / "pwned.txt"), str(workdir / "pwned.txt"), "/pwned.txt",
-               str(tmp_path / "pwned.txt"), "/tmp/allowed.txt"]
-    seen = run_sandboxed(WRITER % targets, tmp_path, workdir=workdir, read_only=(workdir,))
+    mounted = [str(workdir / "pwned.txt"),                 # the submission folder
+               str(Path(sys.prefix) / "pwned.txt"),        # the virtualenv
+               str(sandbox.LIB / "pwned.txt"),             # lib
+               "/pwned.txt"]                               # the root
+    repository = str(ROOT / "pwned.txt")
+    seen = run_sandboxed(WRITER % [*mounted, repository, "/tmp/allowed.txt"], tmp_path,
+                         workdir=workdir, read_only=(workdir,), with_lib=True)
     assert seen.pop("/tmp/allowed.txt") == "written"
-    for path in targets[:3]:  # the repository, the submission folder, the root
+    for path in mounted:
         assert seen[path] != "written", seen
-    # tmp_path lies under /tmp, which in the sandbox is the scratch folder: a write there
-    # lands in the scratch, never in the real tmp_path.
-    assert not any(Path(p).exists() for p in targets[:-1])
+    # The repository folder itself is not mounted: a write there fails, unless the checkout
+    # lies under /tmp, where the sandbox's /tmp (the scratch) takes the write instead.
+    assert seen[repository] != "written" or ROOT.is_relative_to("/tmp"), seen
+    # Whatever the sandbox saw, nothing appeared outside the scratch folder on the host.
+    assert not any(Path(p).exists() for p in (*mounted, repository))
     assert (tmp_path / "scratch" / "allowed.txt").exists()
 
 
