@@ -9,6 +9,10 @@
 # Rules:
 # - Write your code between the marked lines of each answer cell. Use PyTorch only; do not
 #   import `lib` (it holds the reference answers).
+# - The grader reads every answer before it runs it. An answer that reaches for the grading
+#   machinery (importing `os`, `sys`, `pathlib` and the like; calling `open`, `eval`, `exec`
+#   or `getattr`; patching `numpy`, `torch` or a test helper) scores zero on every test of
+#   the notebook, and the feedback names the line.
 # - Logits have shape `[..., V]`: the vocabulary is the **last** axis and any leading
 #   shape is a batch. A removed token gets the logit `-inf`.
 # - Ties between equal logits are broken by index: the lower token id counts as larger.

@@ -11,6 +11,10 @@
 # Rules:
 # - Write your code between the marked lines of each answer cell. Do not import `lib`
 #   (it holds the reference answers); torch is enough.
+# - The grader reads every answer before it runs it. An answer that reaches for the grading
+#   machinery (importing `os`, `sys`, `pathlib` and the like; calling `open`, `eval`, `exec`
+#   or `getattr`; patching `numpy`, `torch` or a test helper) scores zero on every test of
+#   the notebook, and the feedback names the line.
 # - Run the test cell under each answer: the visible tests are a first check. The grader
 #   runs more tests (hidden), so passing the visible ones is necessary, not sufficient.
 # - Points: 9 in all.

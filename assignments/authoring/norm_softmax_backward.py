@@ -14,6 +14,10 @@
 # Rules:
 # - Write your code between the marked lines of each answer cell. Do not import `lib`
 #   (it holds the reference answers) or any library other than NumPy.
+# - The grader reads every answer before it runs it. An answer that reaches for the grading
+#   machinery (importing `os`, `sys`, `pathlib` and the like; calling `open`, `eval`, `exec`
+#   or `getattr`; patching `numpy`, `torch` or a test helper) scores zero on every test of
+#   the notebook, and the feedback names the line.
 # - Each function is graded on its own (the LayerNorm backward tests build the cache
 #   themselves), so a mistake in one part does not cost you the others.
 # - The visible tests are a first check; the grader runs hidden tests with other shapes.
