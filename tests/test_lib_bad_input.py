@@ -186,6 +186,7 @@ NOT_APPLICABLE = {
     "lib.bpe.merge_pair": "token ids, no arrays",
     "lib.bpe.BPETokenizer": "merge table, no arrays",
     "lib.bpe.train_bpe": "text and a size, no arrays",
+    "lib.bpe.train_bpe_naive": "text and a size, no arrays",
     "lib.lora.lora_parameter_count": "sizes only",
     "lib.lora.LoRALinear": "an nn.Module wrapping nn.Linear",
     "lib.patterns.fit_logistic_regression": "checked through logistic_loss_and_grad",

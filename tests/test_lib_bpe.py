@@ -89,3 +89,144 @@ def test_errors(tok):
         train_bpe("abc", vocab_size=100)
     with pytest.raises(ValueError, match="outside the vocabulary"):
         tok.decode([tok.vocab_size])
+
+
+# ---- incremental trainer, special tokens, the GPT-2 pattern, streaming encode ----------
+import random  # noqa: E402
+
+from lib.bpe import train_bpe_naive  # noqa: E402
+
+SPECIALS = ["<|endoftext|>", "<|end|>", "<|endoftext|><|endoftext|>"]
+
+
+def _random_corpus(seed: int, n_words: int = 3000) -> str:
+    """Zipf-ish words from a small syllable set, with punctuation, digits and specials."""
+    rng = random.Random(seed)
+    syllables = ["ka", "to", "ri", "an", "el", "mo", "su", "ne", "é", "東", "ab"]
+    lexicon = ["".join(rng.choices(syllables, k=rng.randint(1, 4))) for _ in range(300)]
+    weights = [1 / (r + 1) for r in range(len(lexicon))]
+    parts = []
+    for _ in range(n_words):
+        parts.append(rng.choices(lexicon, weights)[0])
+        parts.append(rng.choice([" ", " ", " ", ", ", ".\n", "  ", " 42 ", " <|endoftext|> "]))
+    return "".join(parts)
+
+
+@pytest.mark.parametrize("pattern", ["simple", "gpt2"])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_incremental_trainer_gives_exactly_the_naive_merges(seed, pattern):
+    text = _random_corpus(seed)
+    fast = train_bpe(text, 420, special_tokens=SPECIALS, pattern=pattern)
+    slow = train_bpe_naive(text, 420, special_tokens=SPECIALS, pattern=pattern)
+    assert list(fast.merges.items()) == list(slow.merges.items())
+    assert len(fast.merges) == 420 - 256 - len(SPECIALS)
+
+
+def test_incremental_trainer_matches_on_the_book_corpus_and_stops_at_the_same_place():
+    for size in (300, 5000):   # 5000 runs out of repeated pairs first
+        assert train_bpe(CORPUS, size).merges == train_bpe_naive(CORPUS, size).merges
+
+
+def test_ties_go_to_the_smallest_pair():
+    # "ab" and "cd" both occur twice: (97, 98) < (99, 100), so "ab" is merged first.
+    tok = train_bpe("ab.cd.ab.cd", vocab_size=257)
+    assert tok.merges == {(97, 98): 256}
+
+
+def test_special_tokens_get_the_ids_after_the_merges_and_count_in_vocab_size():
+    tok = train_bpe(_random_corpus(0), 300, special_tokens=SPECIALS)
+    n = len(tok.merges)
+    assert n == 300 - 256 - 3 and tok.vocab_size == 300
+    assert tok.special_tokens == {t: 256 + n + i for i, t in enumerate(SPECIALS)}
+    assert tok.decode([256 + n]) == "<|endoftext|>"
+
+
+def test_special_tokens_are_never_split_nor_merged_into_neighbours():
+    text = "a<|endoftext|>b" * 50
+    tok = train_bpe(text, 280, special_tokens=["<|endoftext|>"])
+    eot = tok.special_tokens["<|endoftext|>"]
+    for left, right in tok.merges:         # no merge learned from the special token's bytes
+        assert b"<|" not in tok.vocab[left] + tok.vocab[right]
+    ids = tok.encode("xx<|endoftext|>yy")
+    assert ids.count(eot) == 1 and tok.decode(ids) == "xx<|endoftext|>yy"
+    plain = BPETokenizer(tok.merges)        # without the special token: plain bytes
+    assert eot not in plain.encode("<|endoftext|>")
+
+
+def test_the_longest_special_token_wins_where_two_overlap():
+    tok = BPETokenizer({}, special_tokens=SPECIALS)
+    one, end, two = (tok.special_tokens[t] for t in SPECIALS)
+    assert tok.encode("<|endoftext|><|endoftext|>") == [two]
+    assert tok.encode("<|endoftext|><|endoftext|><|endoftext|>") == [two, one]
+    assert tok.encode("<|end|><|endoftext|>") == [end, one]
+
+
+@settings(max_examples=150, deadline=None)
+@given(text=st.lists(st.sampled_from(list("ab <|endoftext>\n'é東") + SPECIALS)).map("".join))
+def test_round_trip_with_special_tokens(text):
+    tok = BPETokenizer(train_bpe(CORPUS, 300).merges, special_tokens=SPECIALS)
+    assert tok.decode(tok.encode(text)) == text
+
+
+def test_gpt2_pattern_splits_contractions_letters_and_numbers():
+    chunks = split_chunks("I'll pay 1234 dollars,  you've ²x", pattern="gpt2")
+    assert chunks == ["I", "'ll", " pay", " 1234", " dollars", ",", " ", " you", "'ve", " ²", "x"]
+    # The simple pattern keeps "'" apart and "²x" together (both are \w to Python's re).
+    assert split_chunks("you've ²x") == ["you", "'", "ve", " ²x"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(text=st.text())
+def test_gpt2_pattern_is_lossless(text):
+    assert "".join(split_chunks(text, pattern="gpt2")) == text
+
+
+@pytest.fixture(scope="module")
+def special_tok():
+    return train_bpe(_random_corpus(3), 400, special_tokens=SPECIALS)
+
+
+@settings(max_examples=300, deadline=None)
+@given(pieces=st.lists(st.lists(st.sampled_from(
+    list("ka to ri,.\n\t'é東<|endoftext>") + ["<|end", "oftext|>", "<|endoftext|>", "  "]),
+    max_size=8).map("".join), max_size=12))
+def test_encode_iterable_equals_encode_of_the_joined_text(special_tok, pieces):
+    assert list(special_tok.encode_iterable(pieces)) == special_tok.encode("".join(pieces))
+
+
+@pytest.mark.parametrize("pieces", [
+    ["<|endoftext|>", "<|endoftext|>"],         # a complete token that starts a longer one
+    ["ka <|endoftext|>", "<|endoftext|> to"],
+    ["<|end", "oftext|>"],                      # a token cut in the middle
+    ["<", "|", "end", "|>"],
+    ["ka   ", "  to"],                          # a whitespace run across the cut
+    ["you'", "ll"], ["ka", "ri"], ["4", "2"],
+])
+def test_encode_iterable_across_awkward_cuts(special_tok, pieces):
+    assert list(special_tok.encode_iterable(pieces)) == special_tok.encode("".join(pieces))
+
+
+def test_encode_iterable_is_lazy_and_keeps_a_short_buffer(special_tok):
+    consumed = []
+
+    def lines():
+        for i in range(10_000):
+            consumed.append(i)
+            yield f"ka to ri {i} <|endoftext|>\n"
+
+    stream = special_tok.encode_iterable(lines())
+    first = [next(stream) for _ in range(50)]
+    assert len(consumed) < 20                    # it did not read the whole input first
+    whole = "".join(f"ka to ri {i} <|endoftext|>\n" for i in range(10_000))
+    assert first + list(stream) == special_tok.encode(whole)
+
+
+def test_new_errors():
+    with pytest.raises(ValueError, match="vocab_size must be in"):
+        train_bpe("abc", vocab_size=257, special_tokens=["<a>", "<b>"])
+    with pytest.raises(ValueError, match="pattern must be one of"):
+        train_bpe("abc", vocab_size=300, pattern="gpt4")
+    with pytest.raises(ValueError, match="special_tokens must be a sequence"):
+        BPETokenizer({}, special_tokens="<|endoftext|>")
+    with pytest.raises(ValueError, match="special_tokens must be non-empty"):
+        BPETokenizer({}, special_tokens=[""])
