@@ -302,16 +302,17 @@ def train_bpe(text: str, vocab_size: int, special_tokens: Sequence[str] = (),
         merges[pair] = new_id
         changed: set[Pair] = set()
         for w in where.pop(pair):
-            old = words[w]
-            for p in zip(old, old[1:]):                     # take the word's pairs out ...
+            old_pairs = list(zip(words[w], words[w][1:]))
+            words[w] = list(merge_pair(words[w], pair, new_id))
+            new_pairs = list(zip(words[w], words[w][1:]))
+            for p in old_pairs:                             # take the word's pairs out ...
                 counts[p] -= freqs[w]
-                changed.add(p)
-            new = list(merge_pair(old, pair, new_id))
-            for p in zip(new, new[1:]):                     # ... and put the merged ones back
+            for p in new_pairs:                             # ... and put the merged ones back
                 counts[p] += freqs[w]
                 where[p].add(w)
-                changed.add(p)
-            words[w] = new
+            for p in set(old_pairs) - set(new_pairs):       # w no longer holds these pairs
+                where[p].discard(w)
+            changed.update(old_pairs, new_pairs)
         for p in changed:
             if counts[p] > 0:
                 heapq.heappush(heap, (-counts[p], p))
