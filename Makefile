@@ -10,7 +10,7 @@ MATHJAX := _mathjax/mathjax/tex-chtml.js
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
 .PHONY: help venv mathjax book book-strict serve lab test test-lib test-notebooks \
-        test-assignments test-site release autograde clean
+        test-assignments test-site release autograde clean workshop workshop-deps workshop-stop
 
 help:
 	@echo "make book       build the site into _build/html (executes every chapter)"
@@ -19,6 +19,8 @@ help:
 	@echo "make lab        JupyterLab on the chapters and assignments"
 	@echo "make release    student versions of every assignment in dist/release and dist/release.zip"
 	@echo "make autograde SUBMISSIONS=dir   grade dir/<student>/<assignment>/<assignment>.ipynb"
+	@echo "make workshop ROSTER=roster.csv  JupyterHub with the course on 127.0.0.1:8080 (as root)"
+	@echo "make workshop-stop               stop it and every learner's server"
 
 venv: $(STAMP)
 
@@ -51,7 +53,7 @@ serve:
 lab: venv
 	$(BIN)/jupyter lab --notebook-dir=.
 
-test: venv mathjax
+test: venv mathjax workshop-deps
 	$(BIN)/pytest -n 2 --dist loadgroup tests --ignore=tests/test_site.py
 	$(BIN)/pytest -n 2 --dist loadscope --nbval-lax -p no:randomly chapters
 	$(BIN)/pytest tests/test_site.py
@@ -62,6 +64,22 @@ release: venv
 autograde: venv
 	@test -n "$(SUBMISSIONS)" || { echo "usage: make autograde SUBMISSIONS=<folder>"; exit 2; }
 	$(BIN)/python tools/course_cli.py autograde "$(SUBMISSIONS)" --out dist
+
+# The workshop's JupyterHub: its proxy comes from npm, the hub from requirements.txt.
+CHP_VERSION := 5.3.0
+CHP := .npm-hub/node_modules/.bin/configurable-http-proxy
+
+workshop-deps: $(CHP)
+
+$(CHP):
+	npm install --silent --no-audit --no-fund --prefix .npm-hub configurable-http-proxy@$(CHP_VERSION)
+
+workshop: venv workshop-deps
+	@test -n "$(ROSTER)" || { echo "usage: make workshop ROSTER=roster.csv [PORT=8080]"; exit 2; }
+	$(BIN)/python workshop/hub.py start --roster "$(ROSTER)" --port $(or $(PORT),8080)
+
+workshop-stop:
+	$(BIN)/python workshop/hub.py stop
 
 clean:
 	rm -rf _build dist .npm _mathjax .pytest_cache
