@@ -171,6 +171,16 @@ CASES = [
     ("lib.attention.kv_cache.causal_self_attention", "rank",
      (T2, torch.ones(4, 4), torch.ones(4, 4), torch.ones(4, 4), torch.ones(4, 4), 2), {},
      ["x", "shape"]),
+    ("lib.model.rmsnorm", "rank", (T2, torch.ones(3)), {}, ["weight", "shape"]),
+    ("lib.model.swiglu", "rank", (T2, torch.ones(6, 4), torch.ones(6, 4), torch.ones(6, 4)), {},
+     ["w2", "shape"]),
+    ("lib.model.get_batch", "rank", (T2, 2, 2), {}, ["data", "shape"]),
+    ("lib.optim.AdamW", "probability", ([torch.nn.Parameter(T1)],), {"betas": (0.9, 1.5)},
+     ["betas"]),
+    ("lib.optim.SGD", "probability", ([torch.nn.Parameter(T1)],), {"momentum": 1.5},
+     ["momentum"]),
+    ("lib.optim.clip_grad_norm", "probability", ([torch.nn.Parameter(T1)], -1.0), {},
+     ["max_norm"]),
 ]
 
 NOT_APPLICABLE = {
@@ -204,6 +214,17 @@ NOT_APPLICABLE = {
     "lib.attention.positions.alibi_bias": "sizes only",
     "lib.attention.positions.rope_angles": "positions of any shape, by design",
     "lib.divergence.gaussian_kl": "elementwise; its arguments broadcast by design",
+    "lib.model.silu": "elementwise on any shape",
+    "lib.model.Linear": "an nn.Module built from sizes",
+    "lib.model.Embedding": "an nn.Module built from sizes; rejects float ids",
+    "lib.model.RMSNorm": "an nn.Module; checked through rmsnorm",
+    "lib.model.SwiGLU": "an nn.Module; checked through swiglu",
+    "lib.model.CausalSelfAttention": "an nn.Module; checked through apply_rope and sdpa",
+    "lib.model.Block": "an nn.Module; checked through its parts",
+    "lib.model.TinyLM": "an nn.Module built from sizes; forward checks ids' rank",
+    "lib.optim.cosine_lr": "scalars only; its bounds are tested in test_lib_optim.py",
+    "lib.optim.save_checkpoint": "a path and modules, no arrays",
+    "lib.optim.load_checkpoint": "a path and modules, no arrays",
 }
 
 def _id(case) -> str:
