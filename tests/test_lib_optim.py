@@ -245,3 +245,18 @@ def test_load_checkpoint_needs_the_generator_it_saved(tmp_path):
     save_checkpoint(tmp_path / "c.pt", model, opt, 0, generator=torch.Generator())
     with pytest.raises(ValueError, match="generator"):
         load_checkpoint(tmp_path / "c.pt", model, opt)
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 10_000), scale=st.floats(1e-3, 1e3), max_norm=st.floats(1e-2, 10.0))
+def test_clipping_caps_the_global_norm_and_keeps_the_direction(seed, scale, max_norm):
+    a, _ = grads_like(seed, scale)
+    before = torch.cat([p.grad.flatten() for p in a]).clone()
+    norm = clip_grad_norm(a, max_norm)
+    after = torch.cat([p.grad.flatten() for p in a])
+    assert norm.item() == pytest.approx(before.norm().item(), rel=1e-5)
+    assert after.norm().item() <= max_norm * (1 + 1e-5)
+    if norm.item() <= max_norm:
+        assert torch.equal(after, before)
+    cosine = torch.dot(after, before) / (after.norm() * before.norm())
+    assert cosine.item() == pytest.approx(1.0, abs=1e-5)
