@@ -80,10 +80,14 @@ def group_advantages(rewards: torch.Tensor, group_size: int, eps: float = 1e-4,
         eps: added to the std, so a group whose rewards are all equal gets advantage 0.
         scale: ``"group"``: divide by the Bessel-corrected std of the group;
             ``"batch"``: by the Bessel-corrected std of all ``N`` rewards;
-            ``"none"``: std is taken as 1.
+            ``"none"``: no division at all (Dr. GRPO; TRL's ``scale_rewards="none"``).
 
     Returns:
-        ``[N]``: ``(r_i - mean_{group(i)}) / (std + eps)``.
+        ``[N]``: ``(r_i - mean_{group(i)}) / (std + eps)``, or exactly
+        ``r_i - mean_{group(i)}`` for ``scale="none"`` (``eps`` is not used then).
+
+    Example: ``group_advantages(torch.tensor([1., 0., 0., 0.]), 2, scale="none")`` ->
+    ``[0.5, -0.5, 0., 0.]``.
     """
     check_ndim("rewards", rewards, 1)
     check_option("scale", scale, SCALES)
@@ -104,7 +108,7 @@ def group_advantages(rewards: torch.Tensor, group_size: int, eps: float = 1e-4,
             raise ValueError(f"scale='batch' needs at least 2 rewards, got shape {shape_of(rewards)}")
         std = rewards.std()                                        # [], divides by N - 1
     else:
-        std = torch.ones((), dtype=rewards.dtype, device=rewards.device)
+        return centred.reshape(n)                                  # [N], no division
     return (centred / (std + eps)).reshape(n)                      # [N]
 
 
@@ -202,3 +206,146 @@ def grpo_loss(logp: torch.Tensor, old_logp: torch.Tensor, ref_logp: torch.Tensor
     if length < 1:
         raise ValueError(f"max_completion_length must be >= 1, got {length!r}")
     return masked_sum(per_token, mask) / (logp.shape[0] * length)
+
+
+# ---- RLHF-PPO with a critic (InstructGPT): rewards with a per-token KL, GAE, value loss ----
+
+def _check_response_mask(mask: torch.Tensor, like: torch.Tensor, like_name: str) -> torch.Tensor:
+    """``mask`` as bool; it must be ``[B, T]`` like ``like`` and, in every row, a run of real
+    tokens from position 0 followed only by padding (right padding)."""
+    check_ndim(like_name, like, 2)
+    check_same_shape("mask", mask, like_name, like)
+    m = mask.bool()
+    if bool((m[:, 1:] & ~m[:, :-1]).any()):  # note: a CPU-GPU sync point
+        raise ValueError(f"mask of shape {shape_of(mask)} must be a run of real tokens from "
+                         "position 0, then padding (a real token follows a padded one)")
+    return m
+
+
+@torch.no_grad()
+def kl_penalized_rewards(scores: torch.Tensor, logp: torch.Tensor, ref_logp: torch.Tensor,
+                         mask: torch.Tensor, beta: float) -> torch.Tensor:
+    r"""Per-token rewards of RLHF-PPO: a KL penalty on every token, the score at the end.
+
+    .. math::
+
+        r_t = -\beta\,(\log\pi(y_t) - \log\pi_{\text{ref}}(y_t))
+              + [t = \text{last real token}]\ \text{score}
+
+    Args:
+        scores: ``[B]``, the reward model's score of each completion.
+        logp, ref_logp: ``[B, T]`` log-probs of the sampled tokens under the policy and the
+            frozen reference.
+        mask: ``[B, T]`` bool or 0/1, real response tokens from position 0, then padding.
+        beta: KL coefficient, >= 0.
+
+    Returns:
+        ``[B, T]``, 0 on padding, no gradient. A row without real tokens is all zeros (there
+        is no token to carry its score).
+    """
+    m = _check_response_mask(mask, logp, "logp")
+    check_same_shape("logp", logp, "ref_logp", ref_logp)
+    check_ndim("scores", scores, 1)
+    if scores.shape[0] != logp.shape[0]:
+        raise ValueError(f"scores must have shape [B] = [{logp.shape[0]}], got {shape_of(scores)}")
+    check_in_range("beta", beta, 0.0, float("inf"))
+    zero = torch.zeros((), dtype=logp.dtype, device=logp.device)
+    rewards = torch.where(m, -beta * (logp - ref_logp), zero)             # [B, T]
+    last = m.sum(dim=1) - 1                                               # [B]
+    has_token = last >= 0                                                 # [B]
+    rows = torch.arange(logp.shape[0], device=logp.device)[has_token]
+    rewards[rows, last[has_token]] += scores[has_token].to(logp.dtype)
+    return rewards
+
+
+@torch.no_grad()
+def gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float = 1.0,
+        lam: float = 0.95) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""Generalized advantage estimation (Schulman et al., 2016) over response tokens.
+
+    .. math::
+
+        \delta_t = r_t + \gamma V_{t+1} - V_t, \qquad
+        A_t = \delta_t + \gamma\lambda A_{t+1},
+
+    with ``V`` taken as 0 past the last real token (the episode ends there) and ``A = 0``
+    there too. ``lam = 0`` gives the one-step TD error; ``lam = 1`` gives the discounted
+    return minus ``V_t`` (Monte Carlo minus the baseline).
+
+    Args:
+        rewards, values: ``[B, T]``; mask ``[B, T]``: real tokens from position 0, then padding.
+
+    Returns:
+        ``(advantages, returns)``, both ``[B, T]``: ``returns = advantages + values`` on real
+        tokens, both 0 on padding; no gradient flows into either.
+    """
+    m = _check_response_mask(mask, rewards, "rewards")
+    check_same_shape("rewards", rewards, "values", values)
+    check_in_range("gamma", gamma, 0.0, 1.0)
+    check_in_range("lam", lam, 0.0, 1.0)
+    zero = torch.zeros((), dtype=rewards.dtype, device=rewards.device)
+    r = torch.where(m, rewards, zero)                                     # [B, T]
+    v = torch.where(m, values.detach(), zero)                             # [B, T], 0 past the end
+    advantages = torch.zeros_like(r)                                      # [B, T]
+    next_value = torch.zeros_like(r[:, 0])                                # [B]
+    next_advantage = torch.zeros_like(r[:, 0])                            # [B]
+    for t in reversed(range(r.shape[1])):
+        delta = r[:, t] + gamma * next_value - v[:, t]                    # [B]
+        advantages[:, t] = torch.where(m[:, t], delta + gamma * lam * next_advantage, zero)
+        next_value, next_advantage = v[:, t], advantages[:, t]
+    returns = torch.where(m, advantages + v, zero)                        # [B, T]
+    return advantages, returns
+
+
+def value_loss(values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor,
+               mask: torch.Tensor, clip_eps: float = 0.2) -> torch.Tensor:
+    r"""PPO's clipped value loss, averaged over the real tokens of the batch.
+
+    .. math::
+
+        \tfrac12 \max\big((v - R)^2,\ (v_{\text{old}} + \operatorname{clip}(v - v_{\text{old}},
+        -\epsilon, \epsilon) - R)^2\big)
+
+    The clip is around the *old* value (the critic's prediction when the batch was
+    sampled), so one update cannot move the value by more than ``clip_eps``; the max makes
+    it a pessimistic bound, as the policy's ``min`` does.
+
+    Args:
+        values: ``[B, T]`` the critic's current predictions (gradient flows here).
+        old_values, returns: ``[B, T]``; mask ``[B, T]`` bool or 0/1.
+
+    Returns:
+        A scalar.
+    """
+    check_same_shape("values", values, "old_values", old_values)
+    check_same_shape("values", values, "returns", returns)
+    check_same_shape("values", values, "mask", mask)
+    check_in_range("clip_eps", clip_eps, 0.0, float("inf"))
+    unclipped = (values - returns) ** 2                                   # [B, T]
+    clipped_values = old_values + (values - old_values).clamp(-clip_eps, clip_eps)
+    clipped = (clipped_values - returns) ** 2                             # [B, T]
+    return masked_mean(0.5 * torch.maximum(unclipped, clipped), mask)
+
+
+@torch.no_grad()
+def masked_whiten(x: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True,
+                  eps: float = 1e-8) -> torch.Tensor:
+    """Whiten ``x`` with the mean and Bessel-corrected variance of its real entries only.
+
+    ``(x - mean) / sqrt(var + eps)`` where mean and var are taken over ``mask``; with
+    ``shift_mean=False`` the mean is added back (used for rewards, whose sign matters).
+    Padding stays 0 and never enters the statistics: whitening over all ``B * T`` entries
+    would count the zeros of padding as data.
+    """
+    check_same_shape("x", x, "mask", mask)
+    m = mask.bool()
+    n = m.sum()
+    if int(n) < 2:
+        raise ValueError(f"masked_whiten needs at least 2 real entries, mask of shape "
+                         f"{shape_of(mask)} has {int(n)}")
+    mean = masked_mean(x, m)
+    var = masked_sum((x - mean) ** 2, m) / (n - 1)
+    white = (x - mean) / torch.sqrt(var + eps)
+    if not shift_mean:
+        white = white + mean
+    return torch.where(m, white, torch.zeros((), dtype=x.dtype, device=x.device))

@@ -102,7 +102,8 @@ def _reference_advantages(r, g, eps, scale):
         elif scale == "batch":
             std = all_std
         else:
-            std = 1.0
+            out += [x - mean for x in grp]         # "none": centred only, no division at all
+            continue
         out += [(x - mean) / (std + eps) for x in grp]
     return torch.tensor(out)
 
