@@ -254,3 +254,87 @@ def beam_search(step_fn: StepFn, bos_id: int, eos_id: int, beam_size: int, max_l
         finished += done
     scored = [(seq, _length_normalized(lp, len(seq) - 1, length_penalty)) for seq, lp in finished]
     return max(scored, key=lambda item: item[1])
+
+
+# ---- Speculative sampling (Leviathan et al., 2023; Chen et al., 2023) ------------------
+
+def _check_distributions(name_p: str, p: torch.Tensor, name_q: str, q: torch.Tensor) -> None:
+    if shape_of(p) != shape_of(q):
+        raise ValueError(f"{name_p} and {name_q} must have the same shape, got {name_p} "
+                         f"{shape_of(p)} and {name_q} {shape_of(q)}")
+    check_min_ndim(name_p, p, 1)
+    if not torch.is_floating_point(p) or not torch.is_floating_point(q):
+        raise ValueError(f"{name_p} and {name_q} must be floating-point probabilities, got "
+                         f"{p.dtype} and {q.dtype}")
+
+
+def speculative_residual(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """The distribution to sample from after a draft token is rejected.
+
+    ``norm(max(0, p - q))`` along the last axis: the part of the target ``p`` that the
+    draft ``q`` under-covers. Where ``p == q`` exactly the residual has no mass (no draft
+    token is ever rejected there), and ``p`` itself is returned.
+
+    Args:
+        p, q: ``[..., V]`` probability vectors (target and draft), same shape.
+
+    Returns:
+        ``[..., V]``, each row summing to 1.
+
+    Example: ``p = [0.5, 0.5, 0]``, ``q = [0.8, 0.1, 0.1]`` -> ``[0, 1, 0]``.
+    """
+    _check_distributions("p", p, "q", q)
+    excess = (p - q).clamp(min=0)                                     # [..., V]
+    mass = excess.sum(dim=-1, keepdim=True)                           # [..., 1]
+    return torch.where(mass > 0, excess / mass.clamp(min=torch.finfo(p.dtype).tiny), p)
+
+
+def speculative_step(p_target: torch.Tensor, q_draft: torch.Tensor, draft_tokens: torch.Tensor,
+                     generator: torch.Generator | None = None) -> list[int]:
+    r"""One verification step of speculative sampling; returns 1 to K+1 token ids.
+
+    The draft model proposed ``draft_tokens[i] ~ q_draft[i]`` for ``i < K``; the target
+    model scored all ``K + 1`` positions in one forward pass (``p_target``). In order:
+
+    * accept token ``x_i`` with probability ``min(1, p_i(x_i) / q_i(x_i))``;
+    * at the first rejection, emit one token drawn from ``speculative_residual(p_i, q_i)``
+      and stop;
+    * if all ``K`` are accepted, emit one more token drawn from ``p_target[K]``.
+
+    Why it is exact: the first emitted token is ``y`` with probability
+    ``q(y) min(1, p(y)/q(y)) + (1 - \sum_x \min(p(x), q(x))) \cdot r(y)``
+    ``= min(p(y), q(y)) + max(0, p(y) - q(y)) = p(y)``, and by induction every later one.
+
+    Args:
+        p_target: ``[K+1, V]`` target probabilities.
+        q_draft: ``[K, V]`` draft probabilities.
+        draft_tokens: ``[K]`` int, drawn from ``q_draft`` by the caller.
+        generator: optional ``torch.Generator`` for the uniform draws and the resampling.
+
+    Returns:
+        A Python ``list[int]`` of the emitted tokens.
+    """
+    check_min_ndim("p_target", p_target, 2)
+    if p_target.ndim != 2 or q_draft.ndim != 2 or draft_tokens.ndim != 1:
+        raise ValueError(f"expected p_target [K+1, V], q_draft [K, V], draft_tokens [K], got "
+                         f"{shape_of(p_target)}, {shape_of(q_draft)}, {shape_of(draft_tokens)}")
+    K = q_draft.shape[0]
+    if shape_of(p_target) != (K + 1, q_draft.shape[1]) or draft_tokens.shape[0] != K:
+        raise ValueError(f"expected p_target [K+1, V], q_draft [K, V], draft_tokens [K], got "
+                         f"{shape_of(p_target)}, {shape_of(q_draft)}, {shape_of(draft_tokens)}")
+    emitted: list[int] = []
+    for i in range(K):
+        x = int(draft_tokens[i])
+        p_x, q_x = float(p_target[i, x]), float(q_draft[i, x])
+        if q_x <= 0:
+            raise ValueError(f"draft_tokens[{i}] = {x} has draft probability 0: it cannot "
+                             "have been drawn from q_draft")
+        u = float(torch.rand((), dtype=torch.float64, generator=generator))
+        if u < min(1.0, p_x / q_x):                                    # accept x_i
+            emitted.append(x)
+            continue
+        residual = speculative_residual(p_target[i], q_draft[i])       # [V]
+        emitted.append(int(torch.multinomial(residual.double(), 1, generator=generator)))
+        return emitted                                                 # stop at the rejection
+    emitted.append(int(torch.multinomial(p_target[K].double(), 1, generator=generator)))
+    return emitted
