@@ -287,6 +287,47 @@ def rmsnorm_backward(dy: np.ndarray, cache: NormCache) -> tuple[np.ndarray, np.n
     return rstd * (g - xhat * gx_mean), (dy * xhat).sum(axis=lead)
 
 
+def batchnorm_forward(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray,
+                      eps: float = 1e-5) -> tuple[np.ndarray, NormCache]:
+    """BatchNorm in training mode: each feature normalized over the *batch* axis.
+
+    ``y = gamma * (x - mu) / sqrt(var + eps) + beta`` with ``mu [D]`` and the *biased*
+    ``var [D]`` (divide by ``N``) of each column. Shapes: ``x [N, D]``, ``gamma [D]``,
+    ``beta [D]`` -> ``y [N, D]`` and a :class:`NormCache` (``rstd`` is ``[1, D]``). It is
+    LayerNorm with the roles of the axes swapped; at evaluation time running averages of
+    ``mu`` and ``var`` replace the batch statistics (not modelled here).
+    """
+    x, gamma, beta = np.asarray(x), np.asarray(gamma), np.asarray(beta)
+    check_ndim("x", x, 2)
+    _check_norm_params(x, gamma, beta, eps)
+    mu = x.mean(axis=0, keepdims=True)                    # [1, D]
+    var = ((x - mu) ** 2).mean(axis=0, keepdims=True)     # [1, D] biased
+    rstd = 1.0 / np.sqrt(var + eps)                       # [1, D]
+    xhat = (x - mu) * rstd                                # [N, D]
+    return gamma * xhat + beta, NormCache(xhat, rstd, gamma)
+
+
+def batchnorm_backward(dy: np.ndarray,
+                       cache: NormCache) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Gradients of training-mode BatchNorm: ``(dx [N, D], dgamma [D], dbeta [D])``.
+
+    The compact form, with ``g = dy * gamma`` and means over the batch axis::
+
+        dx = rstd * (g - mean(g) - xhat * mean(g * xhat))
+
+    the LayerNorm formula with the mean taken over ``N`` instead of ``D``: every example's
+    output depends on every other example through ``mu`` and ``var``.
+    """
+    dy = np.asarray(dy)
+    check_same_shape("dy", dy, "cache.xhat", cache.xhat)
+    xhat, rstd, gamma = cache
+    g = dy * gamma                                        # [N, D]
+    g_mean = g.mean(axis=0, keepdims=True)                # [1, D]
+    gx_mean = (g * xhat).mean(axis=0, keepdims=True)     # [1, D]
+    dx = rstd * (g - g_mean - xhat * gx_mean)             # [N, D]
+    return dx, (dy * xhat).sum(axis=0), dy.sum(axis=0)
+
+
 # --------------------------------------------------------------------------- dropout
 
 

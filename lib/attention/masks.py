@@ -1,4 +1,4 @@
-"""Boolean attention masks: causal and padding.
+"""Boolean attention masks: causal, sliding-window and padding.
 
 Convention of the whole book: in a boolean mask ``True`` means *may attend* (or *is a
 real token*). A mask broadcasts to the score tensor ``[..., Lq, Lk]``.
@@ -25,6 +25,25 @@ def causal_mask(lq: int, lk: int | None = None,
     check_in_range("lk", lk, 1, float("inf"))
     ones = torch.ones(lq, lk, dtype=torch.bool, device=device)  # [Lq, Lk]
     return torch.tril(ones, diagonal=lk - lq)
+
+
+def sliding_window_mask(lq: int, window: int, lk: int | None = None,
+                        device: torch.device | str | None = None) -> torch.Tensor:
+    """Bool ``[lq, lk]`` causal sliding-window (local) mask, aligned bottom-right.
+
+    With ``s = lk - lq``, query ``i`` may see key ``j`` iff ``i + s - window < j <= i + s``:
+    the ``window`` most recent keys, itself included, as in Longformer's local attention and
+    Mistral's sliding window. ``window >= lk`` gives :func:`causal_mask`.
+
+    Example: ``sliding_window_mask(4, 2)`` ->
+    ``[[1,0,0,0], [1,1,0,0], [0,1,1,0], [0,0,1,1]]``.
+    """
+    lk = lq if lk is None else lk
+    check_in_range("window", window, 1, float("inf"))
+    causal = causal_mask(lq, lk, device=device)                      # [Lq, Lk], j <= i + s
+    too_old = torch.tril(torch.ones(lq, lk, dtype=torch.bool, device=device),
+                         diagonal=lk - lq - window)                 # j <= i + s - window
+    return causal & ~too_old
 
 
 def padding_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
