@@ -183,6 +183,8 @@ CASES = [
      {}, ["p_target", "shape"]),
     ("lib.backprop.batchnorm_forward", "rank", (np.ones((2, 3, 4)), np.ones(4), np.zeros(4)), {},
      ["x", "shape"]),
+    ("lib.attention.blocked.blocked_attention_backward", "rank", (T1, T1, T1, T1, T1, T1), {},
+     ["q", "shape"]),
     ("lib.attention.kv_cache.causal_self_attention", "rank",
      (T2, torch.ones(4, 4), torch.ones(4, 4), torch.ones(4, 4), torch.ones(4, 4), 2), {},
      ["x", "shape"]),

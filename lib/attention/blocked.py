@@ -109,3 +109,75 @@ def blocked_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
         batch = torch.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
         return (q.new_zeros((*batch, 0, v.shape[-1])), q.new_zeros((*batch, 0)))
     return torch.cat(outs, dim=-2), torch.cat(lses, dim=-1)
+
+
+def blocked_attention_backward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                               out: torch.Tensor, lse: torch.Tensor, grad_out: torch.Tensor,
+                               is_causal: bool = False, scale: float | None = None,
+                               block_size: int = 64
+                               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    r"""FlashAttention-2's backward pass by tiles: ``(dq, dk, dv)`` from the saved ``lse``.
+
+    With ``S = scale * q k^T`` (masked), ``P = exp(S - lse)`` (the softmax, recomputed one
+    tile at a time from the row log-sum-exp the forward saved) and ``dO = grad_out``:
+
+    .. math::
+
+        dV = P^T dO, \quad dP = dO\,V^T, \quad
+        \delta_i = \sum_j P_{ij} dP_{ij} = \textstyle\sum_d dO_{id} O_{id}, \quad
+        dS = P \circ (dP - \delta), \quad dQ = \text{scale}\; dS\,K, \quad
+        dK = \text{scale}\; dS^T Q.
+
+    ``delta = rowsum(dO * O)`` replaces a row sum over all ``Lk`` keys by one over ``Dv``
+    features, which is what lets each tile be processed on its own. No tensor larger than
+    one ``[..., block_size, block_size]`` tile of scores is formed; ``dk`` and ``dv`` are
+    accumulated across query blocks.
+
+    Args:
+        q, k, v: as for :func:`blocked_attention` (leading dimensions broadcast).
+        out, lse: what :func:`blocked_attention` returned for them.
+        grad_out: ``[..., Lq, Dv]``, the gradient of the loss with respect to ``out``.
+        is_causal, scale, block_size: the same as in the forward call.
+
+    Returns:
+        ``dq`` shaped like ``q``, ``dk`` like ``k``, ``dv`` like ``v``. Rows that saw no
+        key (``lse = -inf``) contribute nothing.
+    """
+    _check_qkv(q, k, v)
+    check_in_range("block_size", block_size, 1, math.inf)
+    lq, lk = q.shape[-2], k.shape[-2]
+    batch = torch.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
+    for name, t, want in [("out", out, (*batch, lq, v.shape[-1])),
+                          ("grad_out", grad_out, (*batch, lq, v.shape[-1])),
+                          ("lse", lse, (*batch, lq))]:
+        if tuple(t.shape) != tuple(want):
+            raise ValueError(f"{name} must have shape {tuple(want)} for q {tuple(q.shape)}, "
+                             f"k {tuple(k.shape)}, v {tuple(v.shape)}; got {tuple(t.shape)}")
+    if scale is None:
+        scale = 1.0 / math.sqrt(q.shape[-1])
+    delta = (grad_out * out).sum(dim=-1)                               # [..., Lq]
+    lse_safe = torch.where(lse == -math.inf, 0.0, lse)                 # rows with no key
+    dq = torch.zeros((*batch, lq, q.shape[-1]), dtype=q.dtype, device=q.device)
+    dk = torch.zeros((*batch, lk, k.shape[-1]), dtype=q.dtype, device=q.device)
+    dv = torch.zeros((*batch, lk, v.shape[-1]), dtype=q.dtype, device=q.device)
+    for q_start in range(0, lq, block_size):
+        q_end = min(q_start + block_size, lq)
+        q_blk = q[..., q_start:q_end, :]                               # [..., bq, D]
+        do_blk = grad_out[..., q_start:q_end, :]                       # [..., bq, Dv]
+        shift = q_start + lk - lq
+        k_stop = max(0, min(lk, (q_end - q_start) + shift)) if is_causal else lk
+        for k_start in range(0, k_stop, block_size):
+            k_end = min(k_start + block_size, lk)
+            k_blk, v_blk = k[..., k_start:k_end, :], v[..., k_start:k_end, :]
+            s = q_blk @ k_blk.transpose(-2, -1) * scale                 # [..., bq, bk]
+            if is_causal:
+                keep = _causal_tile_mask(q_end - q_start, k_start, k_end, shift, s.device)
+                s = s.masked_fill(~keep, -math.inf)
+            p = torch.exp(s - lse_safe[..., q_start:q_end, None])       # [..., bq, bk], P tile
+            dv[..., k_start:k_end, :] += p.transpose(-2, -1) @ do_blk   # dV += P^T dO
+            dp = do_blk @ v_blk.transpose(-2, -1)                       # [..., bq, bk]
+            ds = p * (dp - delta[..., q_start:q_end, None])             # [..., bq, bk]
+            dq[..., q_start:q_end, :] += scale * ds @ k_blk             # dQ += scale dS K
+            dk[..., k_start:k_end, :] += scale * ds.transpose(-2, -1) @ q_blk
+    # Leading dimensions that were broadcast in the forward pass sum their gradients.
+    return dq.sum_to_size(q.shape), dk.sum_to_size(k.shape), dv.sum_to_size(v.shape)
