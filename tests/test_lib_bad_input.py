@@ -223,6 +223,7 @@ NOT_APPLICABLE = {
     "lib.quantization.dequantize_int8": "any shapes that broadcast (q and its scale)",
     "lib.sampling.beam_search": "takes a step function, no arrays",
     "lib.attention.flash.FlashAttentionFunction": "autograd Function behind flash_attention",
+    "lib.attention.flash_attention": "imports lib.attention.flash on first call; audited there",
     "lib.attention.kv_cache.KVCache": "a buffer built from sizes",
     "lib.attention.kv_cache.kv_cache_bytes": "sizes only",
     "lib.attention.kv_cache.decode_step": "checked through causal_self_attention",
