@@ -3,7 +3,7 @@
 For each assignment: ``generate_assignment`` (the release hides solutions and hidden
 tests), ``autograde`` of the instructor's solution (full marks), of the blank release
 (zero on every graded cell, no crash) and of every mutant (each test the mutant names
-scores zero), then ``export``. All submissions of one assignment are graded by a single
+scores zero, every other test keeps full marks), then ``export``. All submissions of one assignment are graded by a single
 ``nbgrader autograde`` call, as an instructor would grade a class.
 """
 from __future__ import annotations
@@ -110,13 +110,31 @@ def test_each_assignment_has_at_least_four_mutants(name):
 
 
 @pytest.mark.parametrize("mutant", MUTANTS, ids=lambda m: f"{m.assignment}/{m.name}")
-def test_mutant_loses_the_points_of_the_tests_aimed_at_it(mutant, tmp_path_factory):
+def test_mutant_loses_exactly_the_points_of_the_tests_aimed_at_it(mutant, tmp_path_factory):
+    """Every test the mutant names scores zero; every other test keeps its full marks.
+
+    The second half catches cascading zeros: a test that fails only because another test
+    failed (a shared name, a crash carried over) costs points the mistake did not earn.
+    """
     result = graded(mutant.assignment, tmp_path_factory)
     scores = course.cell_scores(result.course, mutant.assignment, mutant.student)
     unknown = set(mutant.fails) - scores.keys()
     assert not unknown, f"{mutant.name} names test cells that do not exist: {unknown}"
     survived = {cell: scores[cell] for cell in mutant.fails if scores[cell][0] != 0}
     assert not survived, f"'{mutant.description}' is not caught by {sorted(survived)}"
+    collateral = {cell: s for cell, s in scores.items()
+                  if cell not in mutant.fails and s[0] != s[1]}
+    assert not collateral, (f"{mutant.name} also loses points on tests its 'fails:' line does "
+                            f"not name (score, max): {collateral}")
+
+
+def test_no_test_cell_reads_a_name_another_test_cell_binds():
+    """Issue 21: shared helpers live in setup cells, so one failed test cannot zero another."""
+    import cell_isolation
+
+    report = cell_isolation.check_paths(
+        [course.ASSIGNMENTS / "source" / n / f"{n}.ipynb" for n in NAMES])
+    assert not report, json.dumps(report, indent=1)
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -48,6 +48,20 @@ def make_params(d, h, c, seed):
     return {"W1": rng.normal(0, np.sqrt(2 / d), (d, h)), "b1": rng.normal(0, 0.1, h),
             "W2": rng.normal(0, np.sqrt(2 / h), (h, c)), "b2": rng.normal(0, 0.1, c)}
 
+
+def backward_case(n, d, h, c, seed):
+    """Parameters, the cache (X, A, H), dlogits of the mean cross-entropy, X and labels y."""
+    p = make_params(d, h, c, seed)
+    rng = np.random.default_rng(seed + 100)
+    X, y = rng.normal(size=(n, d)), rng.integers(0, c, size=n)
+    A = X @ p["W1"] + p["b1"]
+    H = np.maximum(A, 0)
+    Z = H @ p["W2"] + p["b2"]
+    P = np.exp(Z - Z.max(1, keepdims=True))
+    P /= P.sum(1, keepdims=True)
+    P[np.arange(n), y] -= 1
+    return p, (X, A, H), P / n, X, y
+
 # %% [markdown]
 # ## 1. A central-difference gradient checker (2 points)
 #
@@ -216,24 +230,9 @@ check_close(_g["W2"], _H.T @ _dl)
 assert _g["b2"].shape == (2,), "db2 has the shape of b2"
 ### BEGIN HIDDEN TESTS
 from lib.backprop import mlp_loss_and_grads as _ref_grads
-
-
-def _reference_case(n, d, h, c, seed):
-    """Parameters, inputs, labels, the cache, dlogits, and lib's gradients."""
-    p = make_params(d, h, c, seed)
-    rng = np.random.default_rng(seed + 100)
-    X, y = rng.normal(size=(n, d)), rng.integers(0, c, size=n)
-    A = X @ p["W1"] + p["b1"]
-    H = np.maximum(A, 0)
-    Z = H @ p["W2"] + p["b2"]
-    P = np.exp(Z - Z.max(1, keepdims=True))
-    P /= P.sum(1, keepdims=True)
-    P[np.arange(n), y] -= 1
-    return p, (X, A, H), P / n, _ref_grads(p, X, y)[1]
-
-
 for _case in [(7, 5, 6, 4, 0), (6, 5, 5, 5, 1), (9, 4, 3, 3, 2)]:   # square ones too
-    _p, _cache, _dl, _ref = _reference_case(*_case)
+    _p, _cache, _dl, _X, _y = backward_case(*_case)
+    _ref = _ref_grads(_p, _X, _y)[1]
     _g = mlp_backward(_p, _cache, _dl)
     assert relative_error(_g["W2"], _ref["W2"]) < 1e-10, f"dW2 wrong for shapes {_case[:4]}"
     assert relative_error(_g["b2"], _ref["b2"]) < 1e-10, f"db2 wrong for shapes {_case[:4]}"
@@ -248,9 +247,10 @@ _dl = np.random.default_rng(2).normal(size=(5, 2))
 _g = mlp_backward(_p, (_X, _A, _H), _dl)
 assert _g["W1"].shape == (3, 4) and _g["b1"].shape == (4,)
 ### BEGIN HIDDEN TESTS
-# _reference_case is defined in the hidden part of test_backward_output (graded cells run in order).
+from lib.backprop import mlp_loss_and_grads as _ref_grads
 for _case in [(7, 5, 6, 4, 0), (6, 5, 5, 5, 1), (9, 4, 3, 3, 2)]:   # square ones too
-    _p, _cache, _dl, _ref = _reference_case(*_case)
+    _p, _cache, _dl, _X, _y = backward_case(*_case)
+    _ref = _ref_grads(_p, _X, _y)[1]
     _g = mlp_backward(_p, _cache, _dl)
     assert relative_error(_g["W1"], _ref["W1"]) < 1e-10, f"dW1 wrong for shapes {_case[:4]}"
     assert relative_error(_g["b1"], _ref["b1"]) < 1e-10, f"db1 wrong for shapes {_case[:4]}"

@@ -1,6 +1,6 @@
 # mutant: the output is divided by the running sum inside the loop, then rescaled as if it were unnormalized
 # replaces: tiled_attention
-# fails: test_tiled_noncausal, test_tiled_causal
+# fails: test_tiled_noncausal, test_tiled_large_scores, test_tiled_causal, test_tiled_fully_masked_rows
 def tiled_attention(q, k, v, is_causal=False, block_size=16):
     lq, lk = q.shape[-2], k.shape[-2]
     scale = 1.0 / math.sqrt(q.shape[-1])

@@ -1,6 +1,6 @@
-# mutant: the hidden gradient multiplies by W2 instead of W2 transposed (runs when W2 is square)
+# mutant: the hidden gradient multiplies by W2 instead of W2 transposed (runs only when W2 is square, so a non-square case raises in both backward tests)
 # replaces: mlp_backward
-# fails: test_backward_hidden
+# fails: test_backward_output, test_backward_hidden
 def mlp_backward(params, cache, dlogits):
     X, A, H = cache
     dW2 = H.T @ dlogits
