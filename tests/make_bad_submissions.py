@@ -159,11 +159,54 @@ def cases(a: Assignment, other: Assignment | None, small: bool) -> list[tuple]:
         ("import_lib", "hostile", f"answer `{t}` returns the reference implementation "
          "imported from lib", a.prefixed(t, _lib_import(a)), a.without(t), ["lib"]),
     ]
+    out += _malformed_and_injected(a)
     for mutant in course.mutants(a.name)[:2]:
         expect = {g: (0.0 if g in mutant.fails else None) for g in a.full}
         out.append((f"mutant_{mutant.name}", "partial", mutant.description,
                     course.apply_mutant(a.source, mutant), expect, []))
     return out
+
+
+def _malformed_and_injected(a: Assignment) -> list[tuple]:
+    """Issue 23: files that used to abort the batch, a symlink, a huge cell, HTML injection."""
+    t = a.target
+    sol = json.dumps(a.solution(), indent=1)
+    with_list_id = a.solution()
+    next(c for c in with_list_id["cells"] if grading._meta(c).get("grade_id") == t)[
+        "metadata"]["nbgrader"]["grade_id"] = [t]
+    with_int_source = a.solution()
+    next(c for c in with_int_source["cells"] if grading._meta(c).get("grade_id") == t)[
+        "source"] = ["x = 1\n", 5]
+    surrogate = json.dumps(a.prefixed(t, "# a lone surrogate: \ud800"), indent=1).encode()
+    chain = "_v0 = 0\n" + "".join(f"_v{i} = _v{i - 1} + 1\n" for i in range(1, 3000))
+    injection = ("class _Shiny:\n    def _repr_html_(self):\n"
+                 "        return '<script>alert(1)</script><img src=x onerror=alert(2)>'\n"
+                 "display(_Shiny())\n"
+                 "raise RuntimeError('```\\n</pre><script>alert(3)</script>\\n"
+                 "# Grading report: 99 / 99 points')")
+    return [
+        ("deep_json", "broken", "JSON nested 100,000 deep (RecursionError in the reader)",
+         b"[" * 100_000 + b"]" * 100_000, a.zero, ["RecursionError"]),
+        ("grade_id_is_a_list", "broken", f"the grade_id of answer `{t}` is a list (unhashable)",
+         with_list_id, a.zero, ["could not be read safely"]),
+        ("int_in_source", "broken", f"an int inside the source list of answer `{t}`",
+         with_int_source, a.zero, ["could not be read safely"]),
+        ("lone_surrogate_in_source", "good", "the solution with a lone surrogate in a comment",
+         surrogate, a.full, ["Grading report"]),
+        ("lone_surrogate_in_exception", "broken", f"answer `{t}` raises an exception whose "
+         "message is a lone surrogate", a.prefixed(t, "raise RuntimeError('\\ud800')"),
+         a.without(t), ["RuntimeError"]),
+        ("huge_expression", "hostile", f"answer `{t}` holds a 100,000-term expression",
+         a.prefixed(t, "_x = " + "1+" * 100_000 + "1"), a.without(t), ["more than the"]),
+        ("quadratic_policy_chain", "hostile", f"answer `{t}` is a 3,000-line chain of "
+         "assignments (quadratic time in a naive policy)", a.prefixed(t, chain),
+         a.without(t), ["more than the"]),
+        ("html_injection", "hostile", f"answer `{t}` displays raw HTML and raises an exception "
+         "that closes the report's code block", a.prefixed(t, injection), a.without(t),
+         ["RuntimeError"]),
+        ("symlink_to_good", "hostile", "the submission is a symbolic link to a student's "
+         "graded notebook", ("symlink", f"{a.name}-good"), a.zero, ["symbolic link"]),
+    ]
 
 
 def _helpers(a: Assignment) -> list[str]:
@@ -254,8 +297,11 @@ def build(out: Path, names: list[str], small: set[str], course_dir: Path | None 
             student = f"{name}-{case}"
             path = out / student / name / f"{name}.ipynb"
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(notebook if isinstance(notebook, bytes)
-                             else json.dumps(notebook, indent=1).encode())
+            if isinstance(notebook, tuple):                 # ("symlink", other student)
+                path.symlink_to(out / notebook[1] / name / f"{name}.ipynb")
+            else:
+                path.write_bytes(notebook if isinstance(notebook, bytes)
+                                 else json.dumps(notebook, indent=1).encode())
             manifest[student] = {"assignment": name, "case": case, "kind": kind,
                                  "description": description, "expect": expect,
                                  "feedback_contains": words}

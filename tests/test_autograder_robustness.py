@@ -92,6 +92,92 @@ def test_dependencies_follow_answers_that_call_each_other():
     assert policy.dependencies("check_close(bce(1), 0)", cells) == {"other"}
 
 
+def test_forbidden_call_the_attention_statement_forbids_is_a_finding():
+    """Issue 23 item 4: `F.scaled_dot_product_attention` in the sdpa answer scores nothing."""
+    cheat = ("import torch.nn.functional as F\n\ndef sdpa(q, k, v, mask=None):\n"
+             "    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)")
+    assert [f.kind for f in policy.forbidden_uses(cheat, "attention", "sdpa")] == ["forbidden"]
+    imported = "from torch.nn.functional import scaled_dot_product_attention as s"
+    assert policy.forbidden_uses(imported, "attention", "sdpa")
+    alias = "import torch.nn.functional as F\n_s = F.scaled_dot_product_attention"
+    assert policy.forbidden_uses(alias, "attention", "mha"), "an alias another cell could call"
+    allowed = "def mha(x):\n    return F.scaled_dot_product_attention(x, x, x)"
+    assert policy.forbidden_uses(allowed, "attention", "mha") == []
+    assert policy.forbidden_uses(cheat, "kv_cache", "sdpa") == []
+
+
+def test_grading_zeroes_the_tests_of_a_forbidden_call_and_a_too_long_cell():
+    import grading
+
+    source = json.loads((ROOT / "assignments" / "source" / "attention" / "attention.ipynb")
+                        .read_text())
+    layout = grading.Layout.of(source)
+    sub = grading.Submission("s", "attention", Path("x"))
+    sub.answers = dict(layout.answers)
+    sub.answers["sdpa"] = ("def scaled_dot_product_attention(q, k, v, mask=None):\n"
+                           "    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)")
+    sub.answers["padding"] = "_x = " + "1+" * 20_000 + "1"
+    rebuilt = {"cells": [{"cell_type": "code", "source": sub.answers[g],
+                          "metadata": {"nbgrader": {"grade_id": g, "solution": True}}}
+                         for g in layout.answers]}
+    grading.apply_policy(rebuilt, layout, sub)
+    assert {f.kind for f in sub.findings["sdpa"]} == {"forbidden"}
+    assert {f.kind for f in sub.findings["padding"]} == {"size"}
+    assert "not run" in sub.answers["padding"]
+    zeroed = grading.policy_zeroes(layout, sub)
+    assert {"test_sdpa_values", "test_sdpa_rows", "test_sdpa_mask", "test_padding_mask"} \
+        <= zeroed.keys(), zeroed
+
+
+def test_report_escapes_every_student_controlled_text():
+    """Issue 23 item 12: reasons, notes and findings cannot inject HTML or close a block."""
+    import grading
+
+    layout = grading.Layout([], {}, {"t": ""}, {"t": 1.0}, {})
+    sub = grading.Submission("s", "numerics", Path("x"))
+    evil = "```\n</pre><script>alert(1)</script>\n# Grading report: 9 / 9 points"
+    sub.scores, sub.reasons = {"t": 0.0}, {"t": "RuntimeError: " + evil}
+    sub.notes = [f"answer cell `a` raised:\n{evil}", "<img src=x onerror=alert(2)>"]
+    sub.findings = {"a": [policy.Finding("tamper", 1, "<b>bold</b> | `x`")]}
+    report = grading.report_markdown(layout, sub)
+    assert "<script>" not in report and "<img" not in report and "<b>" not in report
+    assert "\n# Grading report: 9" not in report and "```" not in report
+    assert report.startswith("# Grading report: 0 / 1 points")
+    assert grading.clean_text("a\ud800b") == "a\\ud800b"
+
+
+def test_rich_outputs_become_text_and_long_outputs_are_cut():
+    import grading
+
+    html_out = {"output_type": "display_data", "metadata": {},
+                "data": {"text/html": "<script>alert(1)</script>", "text/plain": "<obj>",
+                         "application/javascript": "alert(2)", "image/png": "iVBOR"}}
+    clean = grading.sanitize_output(html_out)
+    assert clean["data"] == {"text/plain": "<obj>", "image/png": "iVBOR"}
+    long_out = grading.sanitize_output({"output_type": "stream", "name": "stdout",
+                                        "text": "x" * 10**6})
+    assert len(long_out["text"]) < grading.MAX_OUTPUT_CHARS + 200
+    assert "cut by the grader" in long_out["text"]
+
+
+def test_symlinked_or_irregular_submissions_are_refused(tmp_path):
+    """Issue 23 item 5: a link to another student's notebook is not graded."""
+    import grading
+
+    real = tmp_path / "good" / "numerics" / "numerics.ipynb"
+    real.parent.mkdir(parents=True)
+    real.write_text("{}")
+    link = tmp_path / "cheat" / "numerics" / "numerics.ipynb"
+    link.parent.mkdir(parents=True)
+    link.symlink_to(real)
+    (tmp_path / "linked_dir").symlink_to(tmp_path / "good")
+    os.mkfifo(tmp_path / "fifo.ipynb")
+    assert grading.not_regular(real) == ""
+    assert "symbolic link" in grading.not_regular(link)
+    assert "symbolic link" in grading.not_regular(tmp_path / "linked_dir" / "numerics" / "numerics.ipynb")
+    assert "not a regular file" in grading.not_regular(tmp_path / "fifo.ipynb", levels=1)
+
+
 # --------------------------------------------------------------------------------------
 # The sandbox
 # --------------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ import html
 import json
 import os
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
@@ -39,6 +40,12 @@ import course  # noqa: E402
 import policy  # noqa: E402
 
 STUB = "raise NotImplementedError()"
+MAX_OUTPUT_CHARS = 20_000   # per output of the feedback notebook; the rest is cut with a note
+
+
+def clean_text(text: str) -> str:
+    """``text`` with lone surrogates escaped, so that writing it as UTF-8 cannot raise."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 @dataclass
@@ -66,7 +73,7 @@ class Submission:
 # --------------------------------------------------------------------------------------
 def _text(cell: dict) -> str:
     source = cell.get("source", "")
-    return "".join(source) if isinstance(source, list) else str(source)
+    return clean_text("".join(source) if isinstance(source, list) else str(source))
 
 
 def _meta(cell: dict) -> dict:
@@ -180,13 +187,22 @@ def apply_policy(rebuilt: dict, layout: Layout, sub: Submission) -> None:
     setup_modules = policy.imported_roots(layout.setup)
     aliases = policy.import_aliases(layout.setup)
     for gid, source in sub.answers.items():
+        if len(source) > policy.MAX_ANSWER_CHARS:
+            sub.findings[gid] = [policy.Finding(
+                "size", 1, f"the cell has {len(source):,} characters, more than the "
+                f"{policy.MAX_ANSWER_CHARS:,} an answer may have: it is not run")]
+            continue
         found = policy.check_cell(source, setup_names=layout.setup_names,
                                   setup_modules=setup_modules, setup_aliases=aliases)
+        found += policy.forbidden_uses(source, sub.assignment, gid)
         if found:
             sub.findings[gid] = found
     for cell in rebuilt["cells"]:
         gid = _meta(cell).get("grade_id")
-        if any(f.kind == "tamper" for f in sub.findings.get(gid, [])):
+        if any(f.kind == "size" for f in sub.findings.get(gid, [])):
+            cell["source"] = "raise NotImplementedError('answer cell too long: not run')"
+            sub.answers[gid] = cell["source"]
+        elif any(f.kind == "tamper" for f in sub.findings.get(gid, [])):
             cell["source"] = ("# not run: this answer cell breaks the grading rules\n"
                               "raise NotImplementedError('answer cell not run: it breaks "
                               "the grading rules (see the grading report)')")
@@ -204,7 +220,7 @@ def policy_zeroes(layout: Layout, sub: Submission) -> dict[str, str]:
     for test_id, source in layout.tests.items():
         for gid in sorted(policy.dependencies(source, layout.answers)):
             if sub.findings.get(gid):
-                zeroed[test_id] = (f"answer cell `{gid}` breaks the import rules: "
+                zeroed[test_id] = (f"answer cell `{gid}` breaks the grading rules: "
                                    + "; ".join(map(str, sub.findings[gid])))
     return zeroed
 
@@ -299,7 +315,7 @@ def report_markdown(layout: Layout, sub: Submission) -> str:
     total = sum(layout.points.values())
     lines = [f"# Grading report: {sub.score:g} / {total:g} points", ""]
     if sub.rejected:
-        lines += [f"**This file could not be graded:** {sub.rejected}.", "",
+        lines += [f"**This file could not be graded:** {_escape(sub.rejected)}.", "",
                   "Every test scores 0. Submit the assignment's own notebook, saved by "
                   "Jupyter, with your answers in the answer cells."]
         return "\n".join(lines)
@@ -307,18 +323,29 @@ def report_markdown(layout: Layout, sub: Submission) -> str:
     for gid, points in layout.points.items():
         score = sub.scores.get(gid, 0.0)
         result = "passed" if gid not in sub.reasons else sub.reasons[gid].splitlines()[0]
-        lines.append(f"| `{gid}` | {score:g} / {points:g} | {html.escape(result)} |")
+        lines.append(f"| `{gid}` | {score:g} / {points:g} | {_escape(result)} |")
     details = [(g, r) for g, r in sub.reasons.items() if "\n" in r]
     for gid, reason in details:
-        lines += ["", f"**`{gid}`**:", "```", reason.strip(), "```"]
+        lines += ["", f"**`{gid}`**:", "", _pre(reason.strip())]
     if sub.findings:
         lines += ["", "**Grading rules broken** (see the rules in the assignment's first cell):"]
         for gid, found in sub.findings.items():
-            lines += [f"- answer cell `{gid}`, {f}" for f in found]
+            lines += [f"- answer cell `{gid}`, {_escape(str(f))}" for f in found]
     if sub.notes:
-        lines += ["", "**Notes:**"] + [f"- {n}" if "\n" not in n else f"- {n.splitlines()[0]}\n"
-                                        f"  ```\n  {n.splitlines()[-1]}\n  ```" for n in sub.notes]
-    return "\n".join(lines)
+        lines += ["", "**Notes:**"] + [f"- {_escape(n)}" if "\n" not in n else
+                                        f"- {_escape(n.splitlines()[0])}\n\n"
+                                        f"  {_pre(n.splitlines()[-1])}" for n in sub.notes]
+    return clean_text("\n".join(lines))
+
+
+def _escape(text: str) -> str:
+    """Student-controlled text as inert Markdown: HTML escaped, backticks and pipes too."""
+    return html.escape(text).replace("`", "&#96;").replace("|", "&#124;").replace("*", "&#42;")
+
+
+def _pre(text: str) -> str:
+    """A block of student-controlled text that no fence or tag inside it can close."""
+    return "<pre>" + _escape(text).replace("\n", "&#10;") + "</pre>"
 
 
 def _insert_report(course_dir: Path, name: str, layout: Layout, sub: Submission) -> bool:
@@ -327,10 +354,42 @@ def _insert_report(course_dir: Path, name: str, layout: Layout, sub: Submission)
         return False
     os.chmod(path, 0o644)
     notebook = json.loads(path.read_text())
+    for cell in notebook["cells"]:
+        if cell.get("cell_type") == "code":
+            cell["outputs"] = [sanitize_output(o) for o in cell.get("outputs", [])]
     notebook["cells"].insert(0, {"cell_type": "markdown", "id": "grading-report",
                                  "metadata": {}, "source": report_markdown(layout, sub)})
     path.write_text(json.dumps(notebook, indent=1))
     return True
+
+
+def _cut(text) -> str:
+    text = clean_text("".join(text) if isinstance(text, list) else str(text))
+    if len(text) <= MAX_OUTPUT_CHARS:
+        return text
+    return (text[:MAX_OUTPUT_CHARS] + f"\n[... {len(text) - MAX_OUTPUT_CHARS:,} more characters "
+            "cut by the grader ...]\n")
+
+
+def sanitize_output(output: dict) -> dict:
+    """An output a student's code produced, made inert for the feedback page.
+
+    Rich outputs (HTML, SVG, JavaScript, Markdown) are rendered as text only; every text
+    is cut to ``MAX_OUTPUT_CHARS``. PNG and JPEG images are kept (they cannot run code).
+    """
+    out = dict(output)
+    if "text" in out:
+        out["text"] = _cut(out["text"])
+    if isinstance(out.get("data"), dict):
+        data = {k: v for k, v in out["data"].items() if k in ("image/png", "image/jpeg")}
+        data["text/plain"] = _cut(out["data"].get("text/plain", ""))
+        out["data"] = data
+    if "traceback" in out:
+        out["traceback"] = [_cut(line) for line in out["traceback"]][:200]
+    for key in ("ename", "evalue"):
+        if key in out:
+            out[key] = _cut(out[key])
+    return out
 
 
 def _standalone_feedback(path: Path, layout: Layout, sub: Submission) -> None:
@@ -339,8 +398,9 @@ def _standalone_feedback(path: Path, layout: Layout, sub: Submission) -> None:
 
     body = markdown_it.MarkdownIt("commonmark").enable("table").render(report_markdown(layout, sub))
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{sub.assignment}"
-                    f" feedback</title></head><body>\n{body}</body></html>\n")
+    path.write_text(f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>"
+                    f"{html.escape(sub.assignment)} feedback</title></head><body>\n{body}"
+                    "</body></html>\n", encoding="utf-8", errors="backslashreplace")
 
 
 # --------------------------------------------------------------------------------------
@@ -362,6 +422,8 @@ def grade_batch(submissions: Path, out: Path, *, cell_timeout: int | None = None
     import sandbox
 
     sandbox.bwrap_path()
+    printer = log
+    log = lambda line: printer(clean_text(line))  # noqa: E731  (folder names may hold surrogates)
     subs = find_submissions(submissions)
     known = set(course.assignment_names())
     names = sorted({s.assignment for s in subs} & known)
@@ -396,19 +458,17 @@ def _grade_assignment(course_dir: Path, name: str, subs: list[Submission], tmp: 
     layout = Layout.of(source_nb)
     runnable = []
     for sub in subs:
-        raw = sub.path.read_bytes() if sub.path.is_file() else b""
-        if not sub.path.is_file():
-            sub.rejected = f"no file {sub.path.name} in the submission folder"
-            notebook = None
-        else:
-            notebook, sub.rejected = screen(raw, name, layout)
-        if notebook is None:
+        try:
+            rebuilt = _prepare(sub, name, layout, release_nb)
+            if rebuilt is not None:
+                course.submit(course_dir, sub.student, name, rebuilt)
+                runnable.append(sub)
+        except Exception as error:  # one malformed file must not stop the batch
+            sub.rejected = ("the notebook could not be read safely "
+                            f"({type(error).__name__}): submit the file Jupyter saved")
+            sub.findings, sub.answers = {}, {}
+        if sub.rejected:
             sub.scores = {gid: 0.0 for gid in layout.points}
-            continue
-        rebuilt = rebuild(notebook, release_nb, layout, sub)
-        apply_policy(rebuilt, layout, sub)
-        course.submit(course_dir, sub.student, name, rebuilt)
-        runnable.append(sub)
     started = time.monotonic()
     if runnable:
         course.nbgrader(course_dir, "autograde", name, "--force", check=False, env=env,
@@ -434,6 +494,31 @@ def _grade_assignment(course_dir: Path, name: str, subs: list[Submission], tmp: 
             f"  {sub.seconds:5.1f} s  {sub.rejected or ('ok' if not sub.reasons else 'lost points')}")
 
 
+def not_regular(path: Path, levels: int = 3) -> str:
+    """Why ``path`` (or one of its ``levels - 1`` parents) is not a plain file in a plain folder."""
+    for part in [path, *list(path.parents)[:levels - 1]]:
+        if part.is_symlink():
+            return f"{part.name} is a symbolic link: submit the notebook itself"
+    if not path.exists():
+        return f"no file {path.name} in the submission folder"
+    if not stat.S_ISREG(path.lstat().st_mode):
+        return f"{path.name} is not a regular file"
+    return ""
+
+
+def _prepare(sub: Submission, name: str, layout: Layout, release_nb: dict) -> dict | None:
+    """Screen, rebuild and police one submission; None (and ``sub.rejected``) if it is refused."""
+    sub.rejected = not_regular(sub.path)
+    if sub.rejected:
+        return None
+    notebook, sub.rejected = screen(sub.path.read_bytes(), name, layout)
+    if notebook is None:
+        return None
+    rebuilt = rebuild(notebook, release_nb, layout, sub)
+    apply_policy(rebuilt, layout, sub)
+    return rebuilt
+
+
 def _register_students(course_dir: Path, subs: list[Submission]) -> None:
     """Every student appears in the gradebook, even one whose file was rejected."""
     from nbgrader.api import Gradebook
@@ -447,7 +532,7 @@ def _register_students(course_dir: Path, subs: list[Submission]) -> None:
 
 def _write_csv(path: Path, subs: list[Submission]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as f:
+    with path.open("w", newline="", encoding="utf-8", errors="backslashreplace") as f:
         writer = csv.writer(f)
         writer.writerow(["assignment", "student_id", "score", "max_score", "status", "seconds"])
         for sub in sorted(subs, key=lambda s: (s.assignment, s.student)):

@@ -38,11 +38,20 @@ FORBIDDEN_CALLS = frozenset({
     "setattr", "delattr", "breakpoint", "input", "exit", "quit", "help", "memoryview",
     "get_ipython"})
 ALLOWED_DUNDER_ATTRIBUTES = frozenset({"__init__"})
+# What a statement forbids, per assignment: ``{assignment: {name: cells allowed to call it}}``.
+# In the cells listed the name may only be called directly (``F.name(...)``), never bound
+# to another name (which another cell could then call); in every other cell any use of it
+# is a ``forbidden`` finding, which zeroes the tests that use the cell.
+STATEMENT_FORBIDS = {
+    "attention": {"scaled_dot_product_attention": frozenset({"mha"})},
+}
+# An answer cell longer than this is not read (nor run): the policy's time stays bounded.
+MAX_ANSWER_CHARS = 20_000
 
 
 @dataclass(frozen=True)
 class Finding:
-    kind: str  # "lib", "import" or "tamper"
+    kind: str  # "lib", "import", "forbidden", "size" or "tamper"
     line: int
     message: str
 
@@ -137,6 +146,31 @@ def check_cell(source: str, *, setup_names: set[str], setup_modules: set[str],
                                         f"rebinds `{name}` of the setup cell through `global`"))
     findings += _attribute_stores(tree, setup_names)
     return sorted(set(findings), key=lambda f: (f.line, f.message))
+
+
+def forbidden_uses(source: str, assignment: str, grade_id: str) -> list[Finding]:
+    """Uses of what ``assignment``'s statement forbids in answer cell ``grade_id``."""
+    rules = STATEMENT_FORBIDS.get(assignment, {})
+    if not rules:
+        return []
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return []
+    called = {id(node.func) for node in ast.walk(tree) if isinstance(node, ast.Call)}
+    findings = []
+    for node in ast.walk(tree):
+        name = node.attr if isinstance(node, ast.Attribute) else \
+            node.id if isinstance(node, ast.Name) else \
+            node.name.split(".")[-1] if isinstance(node, ast.alias) else None
+        if name not in rules:
+            continue
+        if grade_id in rules[name] and id(node) in called:
+            continue
+        where = "here" if grade_id not in rules[name] else "except as a direct call"
+        findings.append(Finding("forbidden", node.lineno,
+                                f"uses `{name}`, which the statement forbids {where}"))
+    return findings
 
 
 def _check_node(node: ast.AST, allowed: set[str]) -> list[Finding]:
