@@ -507,3 +507,27 @@ def test_a_dead_kernel_keeps_earlier_points_and_zeroes_the_rest(tmp_path):
     assert all(s == m for gid, (s, m) in scores.items() if gid != "test_bce"), scores
     graded = (root / "autograded" / "dies" / "numerics" / "numerics.ipynb").read_text()
     assert "KernelDied" in graded and "NotRun" in graded
+
+
+def test_the_workflow_chapter_states_the_real_grades_csv_header(tmp_path):
+    """Issue 14 item 3: the docs name the header `_write_csv` really writes."""
+    import grading
+
+    grading._write_csv(tmp_path / "grades.csv", [])
+    header = (tmp_path / "grades.csv").read_text().strip()
+    chapter = (ROOT / "chapters" / "part7_drills" / "nbgrader_workflow.md").read_text()
+    assert header == "assignment,student_id,score,max_score,status,seconds"
+    assert f"`{header}`" in chapter
+
+
+@pytest.mark.slow
+@needs_bwrap
+def test_feedback_pages_carry_no_student_html(batch):
+    """Issue 23 item 12: the injection case's page shows its HTML as text, never as markup."""
+    injected = [s for s, c in batch["manifest"].items() if c["case"] == "html_injection"]
+    assert injected
+    for student in injected:
+        name = batch["manifest"][student]["assignment"]
+        page = (batch["dist"] / "feedback" / student / name / f"{name}.html").read_text()
+        for raw in ("<script>alert", "<img src=x onerror", "\n<h1>Grading report: 99"):
+            assert raw not in page, f"{student}: {raw!r} reached the feedback page"
