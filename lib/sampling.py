@@ -110,6 +110,42 @@ def min_p_filter(logits: torch.Tensor, min_p: float) -> torch.Tensor:
     return logits.masked_fill(~keep, NEG_INF)
 
 
+def typical_filter(logits: torch.Tensor, tau: float) -> torch.Tensor:
+    r"""Locally typical filter (Meister et al., 2023): keep the tokens closest to the entropy.
+
+    With ``pi = softmax(logits)`` and entropy ``H = -sum_i pi_i log pi_i``, token ``i`` is
+    scored by how far its surprisal is from the expected surprisal,
+    ``d_i = |-log pi_i - H|``. Sorting by increasing ``d`` (ties by index), token ``(j)``
+    is kept iff the mass of the more typical tokens before it is still short of ``tau``:
+
+    .. math:: \sum_{i<j} \pi_{(i)} < \tau ,
+
+    the same crossing rule as :func:`top_p_filter`, with typicality replacing probability
+    as the order. So the most typical token is always kept, the kept mass is ``>= tau``,
+    and, unlike top-p, a very likely token can be removed when the distribution is flat
+    elsewhere (its surprisal is far below ``H``). Computed in float64; ``tau = 1`` keeps
+    every token; tokens whose logit is already ``-inf`` stay removed.
+
+    Shapes: ``logits [..., V]`` -> ``[..., V]``, same dtype.
+    Raises ``ValueError`` if ``tau`` is outside ``(0, 1]``.
+    """
+    _check_logits(logits)
+    check_in_range("tau", tau, 0.0, 1.0, low_open=True)
+    if tau == 1.0:
+        return logits.clone()
+    logp = torch.log_softmax(logits.double(), dim=-1)                # [..., V] float64
+    probs = logp.exp()                                               # [..., V]
+    plogp = torch.where(probs > 0, probs * logp, torch.zeros_like(probs))
+    entropy = -plogp.sum(dim=-1, keepdim=True)                       # [..., 1]
+    deviation = (-logp - entropy).abs()                              # [..., V], inf if pi = 0
+    sorted_dev, order = torch.sort(deviation, dim=-1, stable=True)   # [..., V] most typical first
+    sorted_probs = probs.gather(-1, order)                           # [..., V]
+    mass_before = torch.cumsum(sorted_probs, dim=-1) - sorted_probs  # [..., V]
+    keep_sorted = (mass_before < tau) & torch.isfinite(sorted_dev)
+    keep = _keep_from_sorted(keep_sorted, order)
+    return logits.masked_fill(~keep, NEG_INF)
+
+
 def _check_filter_args(top_k: int | None, top_p: float | None, min_p: float | None) -> None:
     """The filter arguments are checked even when greedy decoding will ignore them."""
     if top_k is not None and top_k < 1:

@@ -146,6 +146,7 @@ CASES = [
     ("lib.sampling.min_p_filter", "probability", (T2, -0.5), {}, ["min_p"]),
     ("lib.sampling.filter_logits", "probability", (T2,), {"top_p": 2.0}, ["top_p"]),
     ("lib.sampling.sample", "probability", (T2,), {"min_p": 1.5}, ["min_p"]),
+    ("lib.sampling.typical_filter", "probability", (T2, 1.5), {}, ["tau"]),
     ("lib.attention.sdpa.scaled_dot_product_attention", "rank", (T1, T1, T1), {},
      ["q", "shape"]),
     ("lib.attention.sdpa.scaled_dot_product_attention", "mask",

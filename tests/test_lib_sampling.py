@@ -331,3 +331,63 @@ def test_beam_search_bad_arguments_raise(kwargs, match):
 def test_beam_search_rejects_a_step_fn_of_the_wrong_shape():
     with pytest.raises(ValueError, match=r"step_fn must return"):
         beam_search(lambda seqs: torch.zeros(4), BOS, EOS, beam_size=2, max_len=4)
+
+
+# ---- typical_filter ---------------------------------------------------------------------
+
+def typical_reference(z: list[float], tau: float) -> set[int]:
+    """The kept set written out with Python floats: sort by |surprisal - entropy|, then by
+    index, and keep while the mass before the token is below tau."""
+    m = max(z)
+    w = [math.exp(v - m) for v in z]
+    pi = [x / sum(w) for x in w]
+    h = -sum(x * math.log(x) for x in pi if x > 0)
+    order = sorted(range(len(z)), key=lambda i: (abs(-math.log(pi[i]) - h), i))
+    kept, before, gap = set(), 0.0, math.inf
+    for i in order:
+        if before < tau:
+            kept.add(i)
+        gap = min(gap, abs(before - tau))
+        before += pi[i]
+    return kept, gap
+
+
+@settings(deadline=None, max_examples=60)
+@given(logit_rows(unique=True), st.floats(0.05, 0.99))
+def test_typical_matches_the_written_out_rule(z, tau):
+    from lib.sampling import typical_filter
+    kept = set(torch.nonzero(torch.isfinite(typical_filter(z, tau))).flatten().tolist())
+    expected, gap = typical_reference(z.tolist(), tau)
+    assume(gap > 1e-9)  # a mass-before within rounding of tau may fall either way
+    assert kept == expected, f"typical_filter({z.tolist()}, {tau}) kept {kept}, expected {expected}"
+
+
+def test_typical_can_drop_the_most_likely_token():
+    """One token at 0.5 and 50 at 0.01: H is about 2.3 nats, the big token's surprisal is
+    0.69, the small ones' 4.6, so the small ones are more typical and fill tau = 0.4 first."""
+    from lib.sampling import typical_filter
+    probs = torch.tensor([0.5] + [0.01] * 50, dtype=torch.float64)
+    out = typical_filter(probs.log(), 0.4)
+    assert torch.isinf(out[0]), f"the most likely token should be removed, got logit {out[0]}"
+    assert torch.isfinite(out[1:]).sum() == 40, (
+        f"40 tokens of 0.01 reach mass 0.4, kept {int(torch.isfinite(out[1:]).sum())}")
+    assert torch.isfinite(top_p_filter(probs.log(), 0.4)[0]), "top-p keeps the argmax"
+
+
+def test_typical_keeps_mass_at_least_tau_and_respects_minus_inf():
+    from lib.sampling import typical_filter
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(32, 20, generator=g, dtype=torch.float64)
+    z[:, 3] = NEG_INF
+    out = typical_filter(z, 0.7)
+    kept_mass = torch.where(torch.isfinite(out), torch.softmax(z, -1), 0.0).sum(-1)  # [32]
+    assert torch.all(kept_mass >= 0.7), f"kept mass below tau: min {kept_mass.min():.4f}"
+    assert torch.all(torch.isinf(out[:, 3])), "a -inf logit must stay removed"
+    assert torch.equal(typical_filter(z, 1.0), z), "tau = 1 keeps every token"
+
+
+@pytest.mark.parametrize("tau", [0.0, -0.1, 1.5])
+def test_typical_rejects_tau_outside_the_unit_interval(tau):
+    from lib.sampling import typical_filter
+    with pytest.raises(ValueError, match="tau"):
+        typical_filter(torch.zeros(4), tau)
