@@ -10,11 +10,12 @@ MATHJAX := _mathjax/mathjax/tex-chtml.js
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
 .PHONY: help venv mathjax book book-strict serve lab test test-lib test-notebooks \
-        test-assignments test-site release autograde clean workshop workshop-deps workshop-stop
+        test-assignments test-site test-gpu release autograde clean workshop workshop-deps workshop-stop
 
 help:
 	@echo "make book       build the site into _build/html (executes every chapter)"
 	@echo "make test       the whole suite: lib, chapters, assignments, site, browser"
+	@echo "make test-gpu   on a CUDA machine: GPU flash tests + bench/results/attention_gpu.json (no pip)"
 	@echo "make serve      serve _build/html on http://localhost:8000"
 	@echo "make lab        JupyterLab on the chapters and assignments"
 	@echo "make release    student versions of every assignment in dist/release and dist/release.zip"
@@ -57,6 +58,14 @@ test: venv mathjax workshop-deps
 	$(BIN)/pytest -n 2 --dist loadgroup tests --ignore=tests/test_site.py
 	$(BIN)/pytest -n 2 --dist loadscope --nbval-lax -p no:randomly chapters
 	$(BIN)/pytest tests/test_site.py
+
+# The GPU tests and benchmark with whatever python/torch/triton the GPU machine has
+# (no pip, no network): make test-gpu [GPU_PYTHON=python3]. Fails without CUDA.
+GPU_PYTHON ?= $(if $(wildcard $(BIN)/python),$(BIN)/python,python3)
+test-gpu:
+	$(GPU_PYTHON) -c "import torch, sys; ok = torch.cuda.is_available(); print('torch', torch.__version__, 'CUDA', ok); sys.exit(0 if ok else 'make test-gpu needs a CUDA GPU: torch.cuda.is_available() is False')"
+	$(GPU_PYTHON) -m pytest -p no:randomly -p no:cacheprovider -q -rs tests/test_gpu_flash.py tests/test_lib_flash.py
+	$(GPU_PYTHON) bench/attention.py --require-gpu --json bench/results/attention_gpu.json
 
 release: venv
 	$(BIN)/python tools/course_cli.py release --out dist

@@ -11,7 +11,15 @@ and bfloat16, head_dim 64 and 128, causal and not. Throughput counts the matmul 
 forward ``4 * B * H * N^2 * D`` (two matmuls of ``2 N^2 D`` each), halved when causal
 because half the scores are masked, and the backward at 2.5x the forward (five matmuls
 instead of two), so forward+backward is 3.5x. Each ratio is ours / SDPA measured in the
-same run, with SDPA's default backend.
+same run, against SDPA's default backend (``sdpa``; cuDNN on an H100/H200 with recent torch)
+and against SDPA forced to its FlashAttention-2 backend (``fa2``, selected with
+``torch.nn.attention.sdpa_kernel(SDPBackend.FLASH_ATTENTION)``), since the default backend
+differs between GPUs and torch versions. The default grid (bfloat16; N in 1k, 4k, 16k;
+head_dim 64 and 128; causal and not: 12 rows) is sized to finish in a few minutes on an
+H100/H200, autotuning included; ``--full`` adds 2k, 8k and float16.
+
+    python bench/attention.py --require-gpu --json bench/results/attention_gpu.json
+                                                   # make test-gpu: fails without CUDA
 
 CPU table: one head group ``[1, 4, N, 64]`` in float32; wall time (median of a few runs)
 and the peak bytes of tensors allocated during the call (``PeakMemory``). The Triton
@@ -34,6 +42,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils._python_dispatch import TorchDispatchMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -133,9 +142,16 @@ def cpu_rows(lengths=(256, 512, 1024, 2048), d: int = 64, heads: int = 4,
     return rows
 
 
-def gpu_rows(lengths=(1024, 2048, 4096, 8192, 16384), head_dims=(64, 128),
-             dtypes=(torch.float16, torch.bfloat16)) -> list[dict]:
-    """TFLOP/s of flash_attention and SDPA, forward and forward+backward, same run."""
+def fa2_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                  is_causal: bool) -> torch.Tensor:
+    """SDPA restricted to its FlashAttention-2 backend (its backward is FA2's too)."""
+    with sdpa_kernel(SDPBackend.FLASH_ATTENTION):
+        return F.scaled_dot_product_attention(q, k, v, is_causal=is_causal)
+
+
+def gpu_rows(lengths=(1024, 4096, 16384), head_dims=(64, 128),
+             dtypes=(torch.bfloat16,)) -> list[dict]:
+    """TFLOP/s of flash_attention, SDPA (default) and SDPA-FA2, fwd and fwd+bwd, same run."""
     from triton.testing import do_bench
 
     rows = []
@@ -149,7 +165,8 @@ def gpu_rows(lengths=(1024, 2048, 4096, 8192, 16384), head_dims=(64, 128),
                     do = torch.randn_like(q)
                     impls = {"flash": lambda: flash_attention(q, k, v, is_causal=causal),
                              "sdpa": lambda: F.scaled_dot_product_attention(
-                                 q, k, v, is_causal=causal)}
+                                 q, k, v, is_causal=causal),
+                             "fa2": lambda: fa2_attention(q, k, v, causal)}
                     row = {"dtype": str(dtype).removeprefix("torch."), "D": d,
                            "causal": causal, "N": n, "B": b, "H": h}
                     for name, fn in impls.items():
@@ -159,8 +176,10 @@ def gpu_rows(lengths=(1024, 2048, 4096, 8192, 16384), head_dims=(64, 128),
                             / fwd_ms / 1e9
                         row[f"{name}_fwd+bwd"] = attention_flops(b, h, n, d, causal,
                                                                  "fwd+bwd") / both_ms / 1e9
-                    row["ratio_fwd"] = row["flash_fwd"] / row["sdpa_fwd"]
-                    row["ratio_fwd+bwd"] = row["flash_fwd+bwd"] / row["sdpa_fwd+bwd"]
+                    for base in ("sdpa", "fa2"):
+                        for mode in ("fwd", "fwd+bwd"):
+                            row[f"ratio_{base}_{mode}"] = row[f"flash_{mode}"] \
+                                / row[f"{base}_{mode}"]
                     rows.append(row)
                     del q, k, v, do
     return rows
@@ -181,7 +200,16 @@ def device_name(gpu: bool) -> str:
 def metadata(gpu: bool) -> dict:
     return {"device": device_name(gpu),
             "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-            "torch": torch.__version__, "kind": "gpu" if gpu else "cpu"}
+            "torch": torch.__version__, "triton": triton_version(),
+            "kind": "gpu" if gpu else "cpu"}
+
+
+def triton_version() -> str | None:
+    try:
+        import triton
+    except ImportError:
+        return None
+    return triton.__version__
 
 
 def markdown_table(rows: list[dict], digits: int = 2) -> str:
@@ -197,9 +225,20 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cpu", action="store_true", help="CPU table even with a GPU")
     parser.add_argument("--json", type=Path, help="also write rows and metadata here")
+    parser.add_argument("--full", action="store_true",
+                        help="GPU: N up to 16k in powers of two, float16 and bfloat16")
+    parser.add_argument("--require-gpu", action="store_true",
+                        help="exit 2 with a message when CUDA is absent (make test-gpu)")
     args = parser.parse_args()
+    if args.require_gpu and not torch.cuda.is_available():
+        print("bench/attention.py --require-gpu: torch.cuda.is_available() is False "
+              f"(torch {torch.__version__}); run it on a machine with a CUDA GPU",
+              file=sys.stderr)
+        return 2
     gpu = torch.cuda.is_available() and not args.cpu
-    rows = gpu_rows() if gpu else cpu_rows()
+    full = {"lengths": (1024, 2048, 4096, 8192, 16384),
+            "dtypes": (torch.float16, torch.bfloat16)} if args.full else {}
+    rows = gpu_rows(**full) if gpu else cpu_rows()
     meta = metadata(gpu)
     unit = "TFLOP/s" if gpu else "ms, GFLOP/s, peak MiB"
     print(f"attention benchmark on {meta['device']}, {meta['date']}, torch {meta['torch']} "
