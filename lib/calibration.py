@@ -144,6 +144,45 @@ def nll(logits: np.ndarray, labels: np.ndarray, temperature: float = 1.0) -> flo
     return float(-np.mean(logp[np.arange(len(labels)), labels]))
 
 
+def fit_platt(scores: np.ndarray, labels: np.ndarray, n_iter: int = 50) -> tuple[float, float]:
+    """Platt scaling: the ``(a, b)`` maximizing the likelihood of ``sigmoid(a * s + b)``.
+
+    For a binary score ``s`` (for an LLM classifier, the log-odds
+    ``log p(yes) - log p(no)``), the mean NLL
+    ``L(a, b) = mean_i [log(1 + exp(a s_i + b)) - y_i (a s_i + b)]`` is convex: its Hessian
+    is ``mean_i pi_i (1 - pi_i) [s_i, 1][s_i, 1]^T`` with ``pi_i = sigmoid(a s_i + b)``.
+    Newton's method from ``(1, 0)`` (the identity map) is run for ``n_iter`` steps or until
+    the step is below ``1e-12``. This is the plain maximum-likelihood fit; Platt (1999) also
+    smooths the targets to ``(N+ + 1) / (N+ + 2)`` and ``1 / (N- + 2)``, which we do not.
+    Temperature scaling of the log-odds is the special case ``b = 0``, ``a = 1 / T``.
+    With ``a > 0`` the map is increasing, so the ROC curve and its AUC are unchanged.
+
+    If the scores separate the classes perfectly there is no finite optimum and the
+    iterates grow; the returned ``a`` is then large.
+    Shapes: ``scores [N]`` float, ``labels [N]`` in {0, 1} -> two floats.
+    Raises ``ValueError`` on shape mismatch or if ``labels`` holds only one class.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    check_ndim("scores", scores, 1)
+    labels = _check_binary("labels", labels)
+    check_same_shape("scores", scores, "labels", labels)
+    if labels.min() == labels.max():
+        raise ValueError(f"labels must contain both classes, got only {labels[0]} "
+                         f"(shape {shape_of(labels)})")
+    x = np.stack([scores, np.ones_like(scores)], axis=1)             # [N, 2]
+    theta = np.array([1.0, 0.0])                                      # [2] = (a, b)
+    for _ in range(n_iter):
+        z = x @ theta                                                 # [N]
+        pi = 0.5 * (1.0 + np.tanh(0.5 * z))                           # sigmoid, no overflow
+        grad = x.T @ (pi - labels) / len(labels)                      # [2]
+        hess = (x * (pi * (1 - pi))[:, None]).T @ x / len(labels)     # [2, 2]
+        step = np.linalg.solve(hess + 1e-12 * np.eye(2), grad)        # [2]
+        theta = theta - step
+        if np.max(np.abs(step)) < 1e-12:
+            break
+    return float(theta[0]), float(theta[1])
+
+
 def _check_binary(name: str, x: np.ndarray) -> np.ndarray:
     x = np.asarray(x)
     check_ndim(name, x, 1)

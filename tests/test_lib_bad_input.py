@@ -92,6 +92,8 @@ CASES = [
     ("lib.calibration.majority_vote", "rank", (A3.astype(int), 3), {}, ["votes", "shape"]),
     ("lib.calibration.cohen_kappa", "rank", (np.ones(3, int), np.ones(4, int), 2), {},
      ["a", "b", "shape"]),
+    ("lib.calibration.fit_platt", "rank", (np.ones((2, 3)), np.ones(3, int)), {},
+     ["scores", "shape"]),
     ("lib.divergence.entropy", "probability", (torch.tensor([1.5, -0.5]),), {}, ["p"]),
     ("lib.divergence.kl_divergence", "rank", (P4, P24), {}, ["p", "q", "shape"]),
     ("lib.divergence.kl_divergence", "probability",

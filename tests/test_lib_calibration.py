@@ -221,3 +221,53 @@ def test_votes_soft_targets_majority_and_kappa():
 def test_bad_arguments_raise(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+# ---- fit_platt --------------------------------------------------------------------------
+
+def platt_data(n=4000, a=2.0, b=-1.0, seed=0):
+    rng = np.random.default_rng(seed)
+    s = rng.normal(size=n)
+    y = (rng.random(n) < 1 / (1 + np.exp(-(a * s + b)))).astype(int)
+    return s, y
+
+
+def test_platt_matches_torch_lbfgs_on_the_bce_loss():
+    from lib.calibration import fit_platt
+    s, y = platt_data(n=500, seed=1)
+    a, b = fit_platt(s, y)
+    theta = torch.tensor([1.0, 0.0], dtype=torch.float64, requires_grad=True)
+    st_, yt = torch.tensor(s), torch.tensor(y, dtype=torch.float64)
+    opt = torch.optim.LBFGS([theta], max_iter=200, tolerance_grad=1e-12, tolerance_change=1e-15)
+
+    def closure():
+        opt.zero_grad()
+        loss = F.binary_cross_entropy_with_logits(theta[0] * st_ + theta[1], yt)
+        loss.backward()
+        return loss
+    opt.step(closure)
+    assert np.allclose([a, b], theta.detach().numpy(), atol=1e-6), (
+        f"fit_platt gave {(a, b)}, torch LBFGS on the BCE loss gave {theta.tolist()}")
+
+
+def test_platt_recovers_the_generating_parameters():
+    from lib.calibration import fit_platt
+    s, y = platt_data(n=20000, a=2.0, b=-1.0, seed=2)
+    a, b = fit_platt(s, y)
+    assert abs(a - 2.0) < 0.1 and abs(b + 1.0) < 0.1, f"expected about (2, -1), got {(a, b)}"
+
+
+def test_platt_keeps_the_roc_auc():
+    from lib.calibration import fit_platt
+    s, y = platt_data(n=300, a=0.7, b=0.3, seed=3)
+    a, b = fit_platt(s, y)
+    assert a > 0, f"a positively informative score gets a > 0, got a = {a}"
+    assert roc_auc(a * s + b, y) == pytest.approx(roc_auc(s, y)), "an increasing map keeps AUC"
+
+
+def test_platt_rejects_one_class_and_mismatched_shapes():
+    from lib.calibration import fit_platt
+    with pytest.raises(ValueError, match="both classes"):
+        fit_platt(np.arange(4.0), np.ones(4, int))
+    with pytest.raises(ValueError, match="shape"):
+        fit_platt(np.arange(4.0), np.array([0, 1, 0]))
