@@ -242,6 +242,55 @@ def test_sdpa_value_errors():
         scaled_dot_product_attention(q[:, :2], k, v)
     with pytest.raises(ValueError, match="q must have at least 2 dimensions"):
         scaled_dot_product_attention(q[0, 0, 0], k, v)
+    for bad in (-0.1, 1.0, 1.5):
+        with pytest.raises(ValueError, match=r"dropout_p must lie in \[0, 1\)"):
+            scaled_dot_product_attention(q, k, v, dropout_p=bad)
+
+
+def test_sdpa_dropout_off_by_default_and_at_zero():
+    q, k, v = qkv()
+    plain = scaled_dot_product_attention(q, k, v, is_causal=True)
+    zero = scaled_dot_product_attention(q, k, v, None, True, None, 0.0)
+    assert torch.equal(plain, zero), "dropout_p=0.0 must be the deterministic attention"
+
+
+def test_sdpa_dropout_is_inverted_dropout_on_the_probabilities():
+    """Same generator seed -> same uniforms; rebuild the output from the written-out rule."""
+    q, k, v = qkv(lq=4, lk=6)
+    p = 0.3
+    out = scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=p,
+                                       generator=torch.Generator().manual_seed(7))
+    probs = attention_probs(q, k, is_causal=True)  # [B, H, Lq, Lk]
+    u = torch.rand(probs.shape, generator=torch.Generator().manual_seed(7), dtype=F64)
+    expected = (probs * (u >= p) / (1 - p)) @ v
+    torch.testing.assert_close(out, expected, rtol=1e-12, atol=1e-12)
+    again = scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=p,
+                                         generator=torch.Generator().manual_seed(7))
+    assert torch.equal(out, again), "the same generator seed must give the same mask"
+
+
+def test_sdpa_dropout_expectation_equals_plain_attention():
+    """Mean over n independent masks -> P v, within 5 standard errors per entry."""
+    q, k, v = qkv(b=1, h=1, lq=3, lk=5, d=4)
+    n = 20_000
+    outs = scaled_dot_product_attention(q.expand(n, 1, 3, 4), k, v, dropout_p=0.25,
+                                        generator=torch.Generator().manual_seed(0))
+    plain = scaled_dot_product_attention(q, k, v)[0]  # [1, 3, 4]
+    mean, se = outs.mean(0), outs.std(0) / math.sqrt(n)
+    assert ((mean - plain).abs() <= 5 * se + 1e-12).all(), (
+        f"mean of {n} dropout outputs {mean} vs plain attention {plain} (se {se})")
+    assert (outs != plain).any(), "dropout_p=0.25 changed nothing"
+
+
+def test_sdpa_dropout_keeps_masked_and_dead_rows_zero():
+    q, k, v = qkv(lq=4, lk=4)
+    visible = torch.tensor([[True, False, False, False]] * 3 + [[False] * 4])  # row 3 dead
+    out = scaled_dot_product_attention(q, k, v, mask=visible, dropout_p=0.5,
+                                       generator=torch.Generator().manual_seed(1))
+    assert torch.equal(out[..., 3, :], torch.zeros_like(out[..., 3, :])), "dead row not zero"
+    kept_or_zero = (out[..., :3, :] == 0).all(-1) | torch.isclose(
+        out[..., :3, :], 2 * v[..., :1, :]).all(-1)
+    assert kept_or_zero.all(), "a row seeing one key must give 0 or v_0 / (1 - p)"
 
 
 # ---------------------------------------------------------------- masks

@@ -99,8 +99,9 @@ def attention_probs(q: torch.Tensor, k: torch.Tensor, mask: torch.Tensor | None 
 
 def scaled_dot_product_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                                  mask: torch.Tensor | None = None, is_causal: bool = False,
-                                 scale: float | None = None) -> torch.Tensor:
-    """Attention ``softmax(q k^T * scale + mask) v``.
+                                 scale: float | None = None, dropout_p: float = 0.0,
+                                 generator: torch.Generator | None = None) -> torch.Tensor:
+    """Attention ``softmax(q k^T * scale + mask) v``, with optional attention dropout.
 
     Args:
         q: ``[..., Lq, D]`` queries; k: ``[..., Lk, D]`` keys; v: ``[..., Lk, Dv]`` values.
@@ -110,12 +111,24 @@ def scaled_dot_product_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tens
         is_causal: hide key ``j`` from query ``i`` unless ``j <= i + Lk - Lq`` (the last
             query is aligned with the last key). Combined with ``mask`` if both are given.
         scale: multiplies the scores; defaults to ``1 / sqrt(D)``.
+        dropout_p: probability in ``[0, 1)`` of zeroing each attention weight ``P[..., i, j]``
+            (inverted dropout: survivors are divided by ``1 - dropout_p``, so the expected
+            output equals the output without dropout). ``0.0`` (the default) is the
+            deterministic, evaluation-mode attention.
+        generator: optional ``torch.Generator`` that draws the dropout mask (on the
+            device of ``q``), for reproducible masks.
 
     Returns:
         ``[..., Lq, Dv]`` in the dtype of ``v``. A query that sees no key gets a zero
         output and zero (finite) gradients.
     """
     _check_qkv(q, k, v)
+    if not 0.0 <= dropout_p < 1.0:
+        raise ValueError(f"dropout_p must lie in [0, 1), got {dropout_p!r}")
     probs = attention_probs(q, k, mask, is_causal, scale)  # [..., Lq, Lk], fp32/fp64
+    if dropout_p > 0.0:
+        keep = torch.rand(probs.shape, generator=generator, device=probs.device,
+                          dtype=probs.dtype) >= dropout_p  # [..., Lq, Lk], P(keep) = 1 - p
+        probs = probs * keep / (1.0 - dropout_p)
     out = probs @ v.to(probs.dtype)  # [..., Lq, Dv]
     return out.to(v.dtype)
