@@ -531,3 +531,31 @@ def test_feedback_pages_carry_no_student_html(batch):
         page = (batch["dist"] / "feedback" / student / name / f"{name}.html").read_text()
         for raw in ("<script>alert", "<img src=x onerror", "\n<h1>Grading report: 99"):
             assert raw not in page, f"{student}: {raw!r} reached the feedback page"
+
+
+@pytest.mark.slow
+@needs_bwrap
+def test_a_reference_solution_short_of_full_marks_refuses_the_batch(tmp_path, monkeypatch):
+    """Issue 14 item 1: when `lib` (here, a module the hidden tests import) does not resolve
+    in the sandbox, the reference solution fails first and the batch writes no grades."""
+    import grading
+
+    assignments = tmp_path / "assignments"
+    shutil.copytree(ROOT / "assignments" / "source" / "numerics", assignments / "source" / "numerics")
+    shutil.copy(ROOT / "assignments" / "nbgrader_config.py", assignments)
+    path = assignments / "source" / "numerics" / "numerics.ipynb"
+    text = path.read_text().replace("from lib.numerics import", "from lib_not_in_the_sandbox import")
+    path.write_text(text)
+    monkeypatch.setattr(course, "ASSIGNMENTS", assignments)
+    submissions = tmp_path / "submissions" / "alice" / "numerics"
+    submissions.mkdir(parents=True)
+    shutil.copy(path, submissions / "numerics.ipynb")
+    (tmp_path / "dist").mkdir()
+    (tmp_path / "dist" / "grades.csv").write_text("stale")
+    with pytest.raises(grading.GradingRefused) as refused:
+        grading.grade_batch(tmp_path / "submissions", tmp_path / "dist", cell_timeout=10,
+                            log=lambda line: None)
+    message = str(refused.value)
+    assert "\n" not in message and "reference solution of 'numerics'" in message
+    assert "No module named 'lib_not_in_the_sandbox'" in message, message
+    assert not (tmp_path / "dist" / "grades.csv").exists()

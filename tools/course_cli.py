@@ -69,6 +69,9 @@ def main(argv: list[str] | None = None) -> int:
     except sandbox.SandboxUnavailable as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except grading.GradingRefused as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 3
     elapsed = time.monotonic() - started
     print(f"graded {len(subs)} submissions in {elapsed:.1f} s "
           f"({elapsed / max(len(subs), 1):.2f} s per submission); "

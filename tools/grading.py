@@ -48,6 +48,13 @@ def clean_text(text: str) -> str:
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
+REFERENCE = "_reference_solution"   # the instructor's solution, graded first in every batch
+
+
+class GradingRefused(RuntimeError):
+    """The instructor's own solution did not get full marks: no grade may be trusted."""
+
+
 @dataclass
 class Submission:
     """One student's notebook for one assignment, and what grading found."""
@@ -424,6 +431,7 @@ def grade_batch(submissions: Path, out: Path, *, cell_timeout: int | None = None
     sandbox.bwrap_path()
     printer = log
     log = lambda line: printer(clean_text(line))  # noqa: E731  (folder names may hold surrogates)
+    (out / "grades.csv").unlink(missing_ok=True)   # a refused batch must leave no stale grades
     subs = find_submissions(submissions)
     known = set(course.assignment_names())
     names = sorted({s.assignment for s in subs} & known)
@@ -443,16 +451,29 @@ def grade_batch(submissions: Path, out: Path, *, cell_timeout: int | None = None
                                  f"{sub.assignment}.html", empty, sub)
             log(f"{sub.assignment:>16} {sub.student:<28}   0.0  {sub.rejected}")
         for name in names:
-            _grade_assignment(course_dir, name, [s for s in subs if s.assignment == name],
-                              Path(tmp), env, cell_timeout, out, log)
+            reference = Submission(REFERENCE, name, course_dir / "source" / name / f"{name}.ipynb")
+            _grade_assignment(course_dir, name, [reference] + [s for s in subs
+                                                               if s.assignment == name],
+                              Path(tmp), env, cell_timeout, out, log, reference=reference)
         _register_students(course_dir, subs)
     _write_csv(out / "grades.csv", subs)
     _write_details(out / "details.json", subs)
     return subs
 
 
+def _refusal(name: str, ref: Submission, full: float) -> str:
+    """One line: why the reference solution of ``name`` lost points (a failed import first)."""
+    texts = [*ref.reasons.values(), *ref.notes, ref.rejected]
+    missing = next((t[t.index("ModuleNotFoundError"):].splitlines()[0] for t in texts
+                    if "ModuleNotFoundError" in t), "")
+    cause = missing or next((t.splitlines()[0] for t in texts if t), "no reason recorded")
+    return (f"refusing to grade: the reference solution of '{name}' scores {ref.score:g} / "
+            f"{full:g} in the grading sandbox ({cause}); no grades were written")
+
+
 def _grade_assignment(course_dir: Path, name: str, subs: list[Submission], tmp: Path,
-                      env: dict, cell_timeout: int, out: Path, log) -> None:
+                      env: dict, cell_timeout: int, out: Path, log,
+                      reference: Submission | None = None) -> None:
     source_nb = json.loads((course_dir / "source" / name / f"{name}.ipynb").read_text())
     release_nb = json.loads((course_dir / "release" / name / f"{name}.ipynb").read_text())
     layout = Layout.of(source_nb)
@@ -479,6 +500,11 @@ def _grade_assignment(course_dir: Path, name: str, subs: list[Submission], tmp: 
         result = results.get(sub.student, {})
         settle(course_dir, name, layout, sub, result)
         sub.seconds = per_sub + float(result.get("seconds", 0.0))
+    if reference is not None:
+        if reference.score != sum(layout.points.values()) or reference.rejected:
+            raise GradingRefused(_refusal(name, reference, sum(layout.points.values())))
+        subs.remove(reference)
+        runnable.remove(reference)
     graded = [s for s in runnable if _insert_report(course_dir, name, layout, s)]
     if graded:
         course.nbgrader(course_dir, "generate_feedback", name, "--force", check=False, env=env)
