@@ -559,3 +559,20 @@ def test_a_reference_solution_short_of_full_marks_refuses_the_batch(tmp_path, mo
     assert "\n" not in message and "reference solution of 'numerics'" in message
     assert "No module named 'lib_not_in_the_sandbox'" in message, message
     assert not (tmp_path / "dist" / "grades.csv").exists()
+
+
+def test_a_test_that_fails_only_in_the_notebook_run_says_its_message(tmp_path):
+    """Issue 14 item 3: the summary shows the cell's error, not 'see the output below'."""
+    import grading
+
+    path = tmp_path / "autograded" / "s" / "a" / "a.ipynb"
+    path.parent.mkdir(parents=True)
+    cell = {"cell_type": "code", "metadata": {"nbgrader": {"grade_id": "test_mem"}},
+            "outputs": [{"output_type": "stream", "name": "stdout", "text": "x"},
+                        {"output_type": "error", "ename": "AssertionError",
+                         "evalue": "peak memory 18432 elements, expected at most 4096",
+                         "traceback": []}]}
+    path.write_text(json.dumps({"cells": [cell]}))
+    said = grading._cell_error(tmp_path, "a", "s", "test_mem")
+    assert said == "AssertionError: peak memory 18432 elements, expected at most 4096"
+    assert grading._cell_error(tmp_path, "a", "s", "no_such_cell") == "see the cell's output below"

@@ -284,7 +284,8 @@ def settle(course_dir: Path, name: str, layout: Layout, sub: Submission, result:
             sub.scores[gid], sub.reasons[gid] = 0.0, _explain(verdict["reason"], result)
         elif auto < points:
             sub.scores[gid] = auto
-            sub.reasons[gid] = "failed when the notebook was run (see the cell's output below)"
+            sub.reasons[gid] = ("failed when the notebook was run: "
+                                + _cell_error(course_dir, name, sub.student, gid))
         else:
             sub.scores[gid] = auto
     for gid, text in result.get("cell_errors", {}).items():
@@ -293,6 +294,19 @@ def settle(course_dir: Path, name: str, layout: Layout, sub: Submission, result:
         sub.notes.append(f"answer cell `{gid}` raised an error when it was run:\n{text}")
     if graded:
         _write_manual_scores(course_dir, name, sub, graded)
+
+
+def _cell_error(course_dir: Path, name: str, student: str, gid: str) -> str:
+    """The error a test cell showed in the autograded notebook (its message, not a pointer)."""
+    path = course_dir / "autograded" / student / name / f"{name}.ipynb"
+    try:
+        cells = json.loads(path.read_text())["cells"]
+        cell = next(c for c in cells if _meta(c).get("grade_id") == gid)
+        error = next(o for o in cell.get("outputs", []) if o.get("output_type") == "error")
+    except (OSError, ValueError, StopIteration):
+        return "see the cell's output below"
+    message = f"{error.get('ename', 'Error')}: {error.get('evalue', '')}".strip().rstrip(":")
+    return clean_text(message)[:500]
 
 
 def _explain(reason: str, result: dict) -> str:
