@@ -75,8 +75,11 @@ def kl_estimators(logp: torch.Tensor, logq: torch.Tensor) -> dict[str, torch.Ten
 
     * ``k1 = -log r``: unbiased (``E_q[-log r] = KL(q||p)``), high variance, can be < 0;
     * ``k2 = (log r)^2 / 2``: biased, low variance, always ``>= 0``; its expectation is
-      KL to second order when ``p`` and ``q`` are close (both are f-divergences whose
-      f has the same second derivative at 1);
+      KL to second order when ``p`` and ``q`` are close, because ``f(r) = (log r)^2 / 2``
+      has ``f(1) = f'(1) = 0`` and ``f''(1) = 1`` like KL's ``f(r) = -log r``. It is NOT an
+      f-divergence: ``f''(r) = (1 - ln r) / r^2 < 0`` for ``r > e``, so ``f`` is not convex.
+      It is unbounded too (quadratic in ``log r``); what it lacks is ``k3``'s exponential
+      tail in ``r``;
     * ``k3 = (r - 1) - log r``: unbiased (``E_q[r] = 1`` adds a zero-mean control
       variate to ``k1``), always ``>= 0`` because ``log r <= r - 1``.
 

@@ -119,6 +119,33 @@ def test_k1_k3_unbiased_and_k2_bias_by_monte_carlo(shift):
     assert est["k3"].std() < est["k1"].std()                        # the control variate helps
 
 
+def test_k2_generator_is_not_convex_but_matches_kl_to_second_order():
+    # The docstring's claims about f(r) = (log r)^2 / 2, the function whose mean k2 is.
+    def f(r):
+        return 0.5 * torch.log(r) ** 2
+
+    r = torch.linspace(0.1, 30.0, 500, dtype=torch.float64, requires_grad=True)
+    (df,) = torch.autograd.grad(f(r).sum(), r, create_graph=True)
+    (d2f,) = torch.autograd.grad(df.sum(), r)
+    r = r.detach()
+    torch.testing.assert_close(d2f, (1 - torch.log(r)) / r ** 2)
+    assert (d2f[r > math.e + 1e-6] < 0).all(), "f'' should be negative beyond r = e"
+    a, b = torch.tensor(4.0, dtype=torch.float64), torch.tensor(12.0, dtype=torch.float64)
+    assert f((a + b) / 2) > (f(a) + f(b)) / 2, "midpoint convexity should fail for 4 and 12"
+    one = torch.tensor(1.0, dtype=torch.float64, requires_grad=True)
+    (d1,) = torch.autograd.grad(f(one), one, create_graph=True)
+    (d2,) = torch.autograd.grad(d1, one)
+    assert d1.item() == 0.0 and d2.item() == pytest.approx(1.0), f"f'(1)={d1}, f''(1)={d2}"
+
+
+def test_k2_is_unbounded_but_k3_has_the_exponential_tail():
+    log_r = torch.tensor([5.0, 10.0, 40.0], dtype=torch.float64)
+    est = kl_estimators(log_r, torch.zeros_like(log_r))
+    torch.testing.assert_close(est["k2"], log_r ** 2 / 2)           # 800 at log r = 40
+    assert est["k2"][-1].item() == pytest.approx(800.0), f"k2 at log r = 40: {est['k2'][-1]}"
+    assert (est["k3"] > 10 * est["k2"]).all(), f"k3 {est['k3']} vs k2 {est['k2']}"
+
+
 @pytest.mark.parametrize("call, match", [
     (lambda: kl_divergence(torch.tensor([0.5, 0.5]), torch.tensor([0.2, 0.3, 0.5])), "same shape"),
     (lambda: kl_divergence(torch.tensor([1.5, -0.5]), torch.tensor([0.5, 0.5])), r"in \[0, 1\]"),
