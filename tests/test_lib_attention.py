@@ -106,6 +106,18 @@ def test_torch_causal_is_top_left_when_lq_differs_from_lk():
     torch.testing.assert_close(ours[..., -1:, :], full)
 
 
+@pytest.mark.parametrize("lq,lk", [(3, 6), (5, 5), (1, 4), (4, 7)])
+def test_torch_causal_lower_right_equals_lib_is_causal(lq, lk):
+    """torch.nn.attention.bias.causal_lower_right is the bottom-right alignment lib uses."""
+    from torch.nn.attention.bias import causal_lower_right
+    q, k, v = qkv(lq=lq, lk=lk)
+    bias = causal_lower_right(lq, lk)
+    torch.testing.assert_close(F.scaled_dot_product_attention(q, k, v, attn_mask=bias),
+                               scaled_dot_product_attention(q, k, v, is_causal=True))
+    torch.testing.assert_close(F.scaled_dot_product_attention(q, k, v, attn_mask=bias),
+                               scaled_dot_product_attention(q, k, v, mask=causal_mask(lq, lk)))
+
+
 def test_sdpa_padding_mask_broadcasts_from_lengths():
     q, k, v = qkv(b=3, lq=5, lk=6)
     lengths = torch.tensor([6, 2, 4])
