@@ -157,6 +157,12 @@ _pr /= _pr.sum(1, keepdims=True)
 _yy = _rng.integers(0, 4, size=500)
 for _nb in (1, 5, 10, 15):
     assert abs(ece(_pr, _yy, _nb) - _ref_ece(_pr, _yy, _nb)) < 1e-12, _nb
+# a confidence exactly on a bin edge: 0.5 belongs to (0, 0.5], not to (0.5, 1]
+_p4 = np.array([[0.5, 0.3, 0.2], [0.75, 0.25, 0.0]])
+_got4 = ece(_p4, np.array([0, 1]), 2)
+assert abs(_got4 - 0.625) < 1e-12, (
+    f"ece with confidences 0.5 (right) and 0.75 (wrong), n_bins=2: bins are (b/n, (b+1)/n], "
+    f"so 0.5 is alone in the first bin and ECE = 0.5*0.5 + 0.5*0.75 = 0.625; got {_got4}")
 ### END HIDDEN TESTS
 
 # %% [markdown]
