@@ -42,6 +42,7 @@ import torch
 import triton
 import triton.language as tl
 from triton.language import core as tl_core  # noqa: F401  (seen by the interpreter, see above)
+from triton.runtime import interpreter
 from triton.runtime.interpreter import InterpretedFunction
 from triton.runtime.jit import JITFunction
 
@@ -288,13 +289,26 @@ def _interpreted_helpers() -> Iterator[None]:
 
     The launch has already patched ``tl``, ``tl.core`` and ``tl.math`` for the
     interpreter, so the helper's rewritten Python function can be called directly.
+
+    Also, for triton 3.6: its interpreter converts a scalar tensor to a Python int with
+    ``int(data)``, which fails on the 1-element arrays that scalar arithmetic makes, so
+    ``for start_n in range(0, full, BLOCK_N)`` raised "only 0-dimensional arrays can be
+    converted". The patch below squeezes first, as triton 3.9's interpreter does itself.
     """
     compiled_call = JITFunction.__call__
+    patch_tensor = interpreter._patch_lang_tensor
+
+    def patch_tensor_with_scalar_index(tensor, scope) -> None:
+        patch_tensor(tensor, scope)
+        scope.set_attr(tensor, "__index__", lambda self: int(self.handle.data.squeeze()))
+
     JITFunction.__call__ = lambda self, *args, **kwargs: _interpreted(self.fn)(*args, **kwargs)
+    interpreter._patch_lang_tensor = patch_tensor_with_scalar_index
     try:
         yield
     finally:
         JITFunction.__call__ = compiled_call
+        interpreter._patch_lang_tensor = patch_tensor
 
 
 def _launch(kernels: dict, device: torch.device, grid, *args, **kwargs) -> None:
