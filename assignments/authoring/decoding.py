@@ -123,6 +123,12 @@ for _p in (0.05, 0.3, 0.5, 0.77, 0.9, 0.99, 1.0):
     assert torch.equal(top_p_filter(_z, _p), _ref_top_p(_z, _p)), _p
 _perm = torch.randperm(13, generator=_g)
 assert torch.equal(top_p_filter(_z[..., _perm], 0.7), top_p_filter(_z, 0.7)[..., _perm])
+# a tie at the threshold: token 0 crosses p = 0.5, tokens 2 and 3 have the same logit but
+# come later in index order, so the mass before them is already >= p
+_zt = torch.log(torch.tensor([0.2, 0.4, 0.2, 0.2]))
+_kt = kept(top_p_filter(_zt, 0.5))
+assert _kt == {0, 1}, (f"top_p_filter(log [0.2, 0.4, 0.2, 0.2], 0.5): ties are broken by index, "
+                       f"so the kept set is {{0, 1}}; got {_kt}")
 ### END HIDDEN TESTS
 
 # %% [markdown]
