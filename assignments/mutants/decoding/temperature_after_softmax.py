@@ -1,6 +1,6 @@
 # mutant: temperature applied to the probabilities after the softmax (then renormalized), which changes nothing
 # replaces: sampling
-# fails: test_temperature
+# fails: test_temperature, test_sample
 def sampling_probs(logits, temperature, top_k=None, top_p=None):
     z = logits
     if top_k is not None:

@@ -1,6 +1,6 @@
 # mutant: the keep mask computed in sorted order is applied to the logits in vocabulary order
 # replaces: top_p
-# fails: test_top_p
+# fails: test_top_p, test_temperature
 def top_p_filter(logits, p):
     if p >= 1.0:
         return logits.clone()

@@ -1,6 +1,6 @@
 # mutant: top-p keeps tokens while the running mass *including* them is <= p, so the token that crosses p is dropped
 # replaces: top_p
-# fails: test_top_p
+# fails: test_top_p, test_temperature, test_sample
 def top_p_filter(logits, p):
     if p >= 1.0:
         return logits.clone()
