@@ -32,6 +32,14 @@ def _check_betas(betas: tuple[float, float]) -> None:
         check_in_range(f"betas[{i}]", beta, 0.0, 1.0, high_open=True)
 
 
+
+def _evaluate(closure):
+    """``closure()`` with autograd on (it recomputes the loss and its gradients), or None."""
+    if closure is None:
+        return None
+    with torch.enable_grad():
+        return closure()
+
 class AdamW(torch.optim.Optimizer):
     """AdamW with decoupled weight decay; equal to ``torch.optim.AdamW`` step for step.
 
@@ -51,10 +59,7 @@ class AdamW(torch.optim.Optimizer):
     @torch.no_grad()
     def step(self, closure=None):
         """One update of every parameter that has a gradient; returns ``closure()`` if given."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = _evaluate(closure)
         for group in self.param_groups:
             lr, (beta1, beta2) = group["lr"], group["betas"]
             eps, weight_decay = group["eps"], group["weight_decay"]
@@ -98,10 +103,7 @@ class SGD(torch.optim.Optimizer):
     @torch.no_grad()
     def step(self, closure=None):
         """One update of every parameter that has a gradient; returns ``closure()`` if given."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = _evaluate(closure)
         for group in self.param_groups:
             lr, momentum = group["lr"], group["momentum"]
             for p in group["params"]:
