@@ -260,3 +260,23 @@ def test_clipping_caps_the_global_norm_and_keeps_the_direction(seed, scale, max_
         assert torch.equal(after, before)
     cosine = torch.dot(after, before) / (after.norm() * before.norm())
     assert cosine.item() == pytest.approx(1.0, abs=1e-5)
+
+
+def test_step_evaluates_the_closure_with_grad_enabled_and_returns_its_loss():
+    from lib.optim import SGD, AdamW
+
+    for make in (lambda p: AdamW([p], lr=0.1), lambda p: SGD([p], lr=0.1, momentum=0.9)):
+        w = torch.tensor([1.0, -2.0], requires_grad=True)
+        opt = make(w)
+
+        def closure():
+            opt.zero_grad()
+            loss = (w ** 2).sum()
+            loss.backward()
+            return loss
+
+        with torch.no_grad():                      # step must turn autograd back on
+            loss = opt.step(closure)
+        assert loss.item() == 5.0 and w.grad is not None
+        assert not torch.equal(w.detach(), torch.tensor([1.0, -2.0]))
+        assert opt.step() is None
