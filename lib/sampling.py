@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 import torch
 
-from lib._checks import check_in_range, check_min_ndim, shape_of
+from lib._checks import check_in_range, check_min_ndim, check_ndim, shape_of
 
 NEG_INF = float("-inf")
 
@@ -374,3 +374,88 @@ def speculative_step(p_target: torch.Tensor, q_draft: torch.Tensor, draft_tokens
         return emitted                                                 # stop at the rejection
     emitted.append(int(torch.multinomial(p_target[K].double(), 1, generator=generator)))
     return emitted
+
+
+ProbsFn = Callable[[torch.Tensor], torch.Tensor]
+
+
+def _next_token_probs(name: str, probs_fn: ProbsFn, ids: list[int]) -> torch.Tensor:
+    """``probs_fn`` on ``ids``, checked to be ``[T, V]`` with ``T = len(ids)``."""
+    probs = probs_fn(torch.tensor(ids, dtype=torch.long))                # [T, V]
+    if probs.ndim != 2 or probs.shape[0] != len(ids):
+        raise ValueError(f"{name} must return probabilities of shape [T={len(ids)}, V], "
+                         f"got shape {shape_of(probs)}")
+    return probs
+
+
+def speculative_generate(target_probs_fn: ProbsFn, draft_probs_fn: ProbsFn,
+                         prompt: list[int] | torch.Tensor, max_new_tokens: int, k: int,
+                         generator: torch.Generator | None = None,
+                         stats: dict[str, list[int]] | None = None) -> list[int]:
+    r"""Sample ``max_new_tokens`` tokens from the target model by speculative sampling.
+
+    Each *verification step* (one call of the target) does:
+
+    1. the draft proposes ``k`` tokens one at a time, ``x_i ~ q(. | prefix, x_{<i})``
+       (``k`` calls of ``draft_probs_fn``);
+    2. the target scores the prefix plus all ``k`` drafts in **one** call; its last
+       ``k + 1`` rows are ``p_target [k+1, V]``;
+    3. :func:`speculative_step` accepts a prefix of the drafts and emits 1 to ``k + 1``
+       tokens, each distributed exactly as the target would sample it.
+
+    Steps repeat until ``max_new_tokens`` tokens exist; the last step may emit a few more,
+    which are dropped (a prefix of a target-distributed sequence is target-distributed).
+    If every step accepts each draft independently with probability ``alpha``, a step
+    emits on average :math:`(1 - \alpha^{k+1}) / (1 - \alpha)` tokens (Leviathan et
+    al., 2023), so the target is called about that many times less often than by plain
+    sampling, at the price of ``k`` draft calls per step.
+
+    Both models are plain callables, so any causal model fits: ``fn(ids)`` takes a
+    LongTensor ``ids [T]`` (the whole sequence so far; there is no KV cache) and returns
+    ``[T, V]`` probabilities (any float dtype), row ``t`` being the distribution of the
+    token after ``ids[: t + 1]``. The target's probabilities are never altered: sampling
+    with temperature or a filter means passing the already filtered distribution.
+
+    Args:
+        target_probs_fn, draft_probs_fn: the target and draft models, ``[T] -> [T, V]``.
+        prompt: the ``T0 >= 1`` token ids to continue (a list or a 1-D tensor).
+        max_new_tokens: how many tokens to return, ``>= 1``.
+        k: draft tokens proposed per step, ``>= 1``.
+        generator: optional ``torch.Generator`` for every draw (draft, accept, resample).
+        stats: optional dict; if given, ``stats["accepted"]`` is set to the list of how
+            many draft tokens each step accepted (``0`` to ``k``; the step emitted one
+            more than that). Its length is the number of target calls.
+
+    Returns:
+        The ``max_new_tokens`` generated ids as a ``list[int]`` (the prompt excluded).
+
+    Raises ``ValueError`` if ``k < 1``, ``max_new_tokens < 1``, ``prompt`` is not a
+    non-empty 1-D sequence, or a model returns a tensor that is not ``[T, V]``.
+    """
+    if k < 1:
+        raise ValueError(f"k (draft tokens per step) must be >= 1, got {k!r}")
+    if max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens!r}")
+    prompt_ids = torch.as_tensor(prompt, dtype=torch.long)                # [T0]
+    check_ndim("prompt", prompt_ids, 1)
+    if prompt_ids.numel() == 0:
+        raise ValueError("prompt must hold at least one token id, got shape (0,)")
+    generated: list[int] = []
+    accepted: list[int] = []
+    while len(generated) < max_new_tokens:
+        prefix = prompt_ids.tolist() + generated
+        drafts: list[int] = []
+        q_rows = []
+        for _ in range(k):
+            q = _next_token_probs("draft_probs_fn", draft_probs_fn, prefix + drafts)[-1]  # [V]
+            drafts.append(int(torch.multinomial(q.double(), 1, generator=generator)))
+            q_rows.append(q)
+        p_target = _next_token_probs("target_probs_fn", target_probs_fn,
+                                     prefix + drafts)[-(k + 1):]           # [k+1, V]
+        emitted = speculative_step(p_target, torch.stack(q_rows), torch.tensor(drafts),
+                                   generator=generator)                    # 1 to k+1 ids
+        accepted.append(len(emitted) - 1)
+        generated += emitted
+    if stats is not None:
+        stats["accepted"] = accepted
+    return generated[:max_new_tokens]
