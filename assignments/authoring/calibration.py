@@ -6,9 +6,13 @@
 # to every token of every label, and the true labels. You will turn these into class
 # probabilities (summing token log-probs, normalizing for length, normalizing across labels
 # with log-sum-exp), measure calibration with the expected calibration error, and fix it
-# with temperature scaling fitted on a held-out split. The chapter
+# with temperature scaling fitted on a held-out split. Parts 6 to 9 design a yes/no
+# classifier: one log-odds score per input read from the next-token logits, Platt scaling
+# of that score, and a decision threshold chosen from the costs of the two kinds of error.
+# The chapters
 # [An LLM as a classifier](../../../chapters/part4_probability/llm_classifier_calibration.ipynb)
-# derives everything you need.
+# and [Designing an LLM yes/no classifier](../../../chapters/part4_probability/binary_classifier.ipynb)
+# derive everything you need.
 #
 # Rules:
 # - Write your code between the marked lines of each answer cell. Use NumPy only; do not
@@ -20,7 +24,7 @@
 # - Natural logarithms everywhere. Labels are integers in `[0, C)`.
 # - Run the test cell under each answer: the visible tests are a first check. The grader
 #   runs more tests (hidden), so passing the visible ones is necessary, not sufficient.
-# - Points: 10 in all.
+# - Points: 17 in all.
 
 # %% [setup]
 import numpy as np
@@ -52,6 +56,22 @@ def make_table(seed=0):
 
 token_logp, mask, labels = make_table()
 cal_idx, test_idx = np.arange(0, 1500), np.arange(1500, 3000)
+
+YES_ID, NO_ID, VOCAB = 7, 3, 12           # token ids of " yes" and " no" in a 12-token vocabulary
+
+
+def make_yes_no(n, prevalence, seed):
+    """Next-token logits [n, VOCAB] after a yes/no question, and the true answers [n] (1 = yes).
+
+    The model leans toward "no" and is over-confident: its log-odds are twice the evidence.
+    """
+    rng = np.random.default_rng(seed)
+    answers = (rng.random(n) < prevalence).astype(int)
+    evidence = 1.5 * (2 * answers - 1) + rng.normal(scale=1.5, size=n)          # [n]
+    logits = rng.normal(size=(n, VOCAB))                                        # [n, VOCAB]
+    logits[:, YES_ID] += 2.0 + evidence
+    logits[:, NO_ID] += 2.5 - evidence
+    return logits, answers
 
 # %% [markdown]
 # ## 1. Label scores (2 points)
@@ -252,4 +272,223 @@ try:
     assert abs(_T2 - _ref_fit(_logits[cal_idx[:200]], labels[cal_idx[:200]])) < 1e-6 * _T2
 finally:
     fit_temperature = _student_fit
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ## 6. A yes/no classifier in one forward pass (2 points)
+#
+# For a yes/no question, the labels `" yes"` and `" no"` are single tokens, so one forward
+# pass gives both scores: read the next-token logits at the last prompt position.
+# `binary_log_odds(logits, yes_id, no_id)`: `logits [N, V]` (the next-token logits of `N`
+# prompts), two token ids. Return `[N]`: the log-odds of "yes" in the distribution
+# restricted to the two labels,
+#
+# $$s = \log p(\text{yes}) - \log p(\text{no}), \qquad
+# \sigma(s) = \frac{p(\text{yes})}{p(\text{yes}) + p(\text{no})}.$$
+#
+# Logits can be as large as $10^4$ in absolute value; an overflow is an error.
+
+# %% [solution] id=binary_log_odds
+def binary_log_odds(logits, yes_id, no_id):
+    ### BEGIN SOLUTION
+    # log p(yes) - log p(no): the log-sum-exp of the row appears in both and cancels
+    return logits[:, yes_id] - logits[:, no_id]
+    ### END SOLUTION
+
+# %% [test] id=test_binary_log_odds points=2
+_z = np.array([[2.0, 0.0, 1.0], [0.0, 3.0, 0.5]])
+_s = np.asarray(binary_log_odds(_z, 0, 2))
+assert _s.shape == (2,), f"binary_log_odds of logits [2, 3]: expected shape (2,), got {_s.shape}"
+assert np.allclose(_s, [1.0, -0.5]), (
+    f"binary_log_odds(logits={_z.tolist()}, yes_id=0, no_id=2): expected "
+    f"log p(yes) - log p(no) = [1.0, -0.5], got {_s.tolist()}")
+### BEGIN HIDDEN TESTS
+from lib.numerics import log_softmax as _ref_log_softmax
+_lg, _ = make_yes_no(50, 0.5, seed=12)
+_lp = _ref_log_softmax(_lg, axis=1)                                    # [50, VOCAB]
+_want = _lp[:, YES_ID] - _lp[:, NO_ID]
+_got = np.asarray(binary_log_odds(_lg, YES_ID, NO_ID))
+assert _got.shape == (50,) and np.allclose(_got, _want, atol=1e-9), (
+    f"binary_log_odds on 50 rows of make_yes_no(seed=12): expected log_softmax[yes] - "
+    f"log_softmax[no] (first 3: {_want[:3].round(6).tolist()}), got shape {_got.shape}, "
+    f"first 3: {_got[:3].round(6).tolist()}")
+_two_way = np.exp(_lp[:, YES_ID]) / (np.exp(_lp[:, YES_ID]) + np.exp(_lp[:, NO_ID]))
+assert np.allclose(0.5 * (1 + np.tanh(0.5 * _got)), _two_way, atol=1e-9), (
+    "sigmoid(binary_log_odds) must equal p(yes) / (p(yes) + p(no)) on make_yes_no(seed=12)")
+_back = np.asarray(binary_log_odds(_lg, NO_ID, YES_ID))
+assert np.allclose(_back, -_want, atol=1e-9), (
+    f"swapping yes_id and no_id must negate the log-odds: expected first 3 "
+    f"{(-_want[:3]).round(6).tolist()}, got {_back[:3].round(6).tolist()}")
+_big = np.array([[1e4, 0.0, 9990.0], [-1e4, -9995.0, 0.0]])
+_got_big = np.asarray(binary_log_odds(_big, 0, 2))
+assert np.allclose(_got_big, [10.0, -1e4]), (
+    f"binary_log_odds(logits={_big.tolist()}, yes_id=0, no_id=2): expected [10, -10000] "
+    f"(never exponentiate the logits), got {_got_big.tolist()}")
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ## 7. Platt scaling of the log-odds (2 points)
+#
+# The raw log-odds of a prompted model are rarely calibrated. Platt scaling fits two
+# numbers on held-out labels: $P(y = 1 \mid s) = \sigma(a s + b)$.
+# `fit_platt(scores, labels)`: `scores [N]` float, `labels [N]` in {0, 1}. Return the
+# floats `(a, b)` that minimize the mean negative log-likelihood
+#
+# $$L(a, b) = \frac1N \sum_i \bigl[\log(1 + e^{a s_i + b}) - y_i (a s_i + b)\bigr],$$
+#
+# each within `1e-6` of the exact minimizer. $L$ is convex; Newton's method from
+# $(a, b) = (1, 0)$ converges in a few steps: with $\pi_i = \sigma(a s_i + b)$ and
+# $x_i = (s_i, 1)$, the gradient is $\frac1N\sum_i (\pi_i - y_i) x_i$ and the Hessian
+# $\frac1N\sum_i \pi_i (1 - \pi_i) x_i x_i^\top$. Stop when no coordinate of the step
+# exceeds `1e-10` (at most 100 steps). The labels contain both classes and the scores do
+# not separate them perfectly, so the minimizer is finite. Compute the sigmoid without
+# overflow.
+
+# %% [solution] id=fit_platt
+def fit_platt(scores, labels):
+    ### BEGIN SOLUTION
+    x = np.stack([scores, np.ones_like(scores)], axis=1)             # [N, 2]
+    theta = np.array([1.0, 0.0])                                      # (a, b)
+    for _ in range(100):
+        pi = 0.5 * (1.0 + np.tanh(0.5 * (x @ theta)))                 # sigmoid, [N]
+        grad = x.T @ (pi - labels) / len(labels)                      # [2]
+        hess = (x * (pi * (1.0 - pi))[:, None]).T @ x / len(labels)   # [2, 2]
+        step = np.linalg.solve(hess, grad)
+        theta = theta - step
+        if np.max(np.abs(step)) < 1e-10:
+            break
+    return float(theta[0]), float(theta[1])
+    ### END SOLUTION
+
+# %% [test] id=test_fit_platt points=2
+# at s = -1 one label in four is 1, at s = +1 three in four: sigma(-a + b) = 1/4, sigma(a + b) = 3/4
+_s = np.array([-1.0] * 4 + [1.0] * 4)
+_y = np.array([1, 0, 0, 0, 1, 1, 1, 0])
+_a, _b = fit_platt(_s, _y)
+assert abs(float(_a) - np.log(3.0)) < 1e-6 and abs(float(_b)) < 1e-6, (
+    f"fit_platt(scores={_s.tolist()}, labels={_y.tolist()}): expected (a, b) = (log 3, 0) "
+    f"= ({np.log(3.0):.6f}, 0), got ({float(_a):.6f}, {float(_b):.6f})")
+### BEGIN HIDDEN TESTS
+from lib.calibration import fit_platt as _ref_platt
+# at s = 0 one label in five is 1, at s = 1 three in five: b = logit(0.2), a = logit(0.6) - b
+_s2 = np.array([0.0] * 5 + [1.0] * 5)
+_y2 = np.array([1, 0, 0, 0, 0, 1, 1, 1, 0, 0])
+_a2, _b2 = fit_platt(_s2, _y2)
+assert abs(float(_a2) - np.log(6.0)) < 1e-6 and abs(float(_b2) - np.log(0.25)) < 1e-6, (
+    f"fit_platt(scores={_s2.tolist()}, labels={_y2.tolist()}): expected (a, b) = "
+    f"(log 6, log 0.25) = ({np.log(6.0):.6f}, {np.log(0.25):.6f}), "
+    f"got ({float(_a2):.6f}, {float(_b2):.6f})")
+_lg, _ans = make_yes_no(2000, 0.3, seed=11)
+_sc = _lg[:, YES_ID] - _lg[:, NO_ID]
+_got, _ref = fit_platt(_sc, _ans), _ref_platt(_sc, _ans)
+assert abs(float(_got[0]) - _ref[0]) < 1e-6 and abs(float(_got[1]) - _ref[1]) < 1e-6, (
+    f"fit_platt on the log-odds of make_yes_no(2000, 0.3, seed=11): expected (a, b) = "
+    f"({_ref[0]:.6f}, {_ref[1]:.6f}), got ({float(_got[0]):.6f}, {float(_got[1]):.6f})")
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ## 8. The decision rule at a threshold (1 point)
+#
+# `predict_yes(probs, threshold)`: `probs [N]` calibrated probabilities of "yes", a float
+# threshold. Return an integer array `[N]`: 1 where `probs >= threshold` (a probability
+# exactly at the threshold is a "yes"), 0 elsewhere.
+
+# %% [solution] id=predict_yes
+def predict_yes(probs, threshold):
+    ### BEGIN SOLUTION
+    return (probs >= threshold).astype(int)
+    ### END SOLUTION
+
+# %% [test] id=test_predict_yes points=1
+_p = np.array([0.2, 0.55, 0.9])
+_d = np.asarray(predict_yes(_p, 0.6))
+assert np.array_equal(_d, [0, 0, 1]), (
+    f"predict_yes(probs={_p.tolist()}, threshold=0.6): expected [0, 0, 1], got {_d.tolist()}")
+### BEGIN HIDDEN TESTS
+_p2 = np.array([0.3, 0.5, 0.5000001, 0.4999999, 0.5])
+_d2 = np.asarray(predict_yes(_p2, 0.5))
+assert np.array_equal(_d2, [0, 1, 1, 0, 1]), (
+    f"predict_yes(probs={_p2.tolist()}, threshold=0.5): a probability exactly at the "
+    f"threshold is a yes, so expected [0, 1, 1, 0, 1], got {_d2.tolist()}")
+_p3 = np.array([0.0, 0.25, 1.0])
+_d3 = np.asarray(predict_yes(_p3, 0.0))
+assert np.array_equal(_d3, [1, 1, 1]), (
+    f"predict_yes(probs={_p3.tolist()}, threshold=0.0): expected [1, 1, 1], got {_d3.tolist()}")
+_d4 = np.asarray(predict_yes(_p3, 1.0))
+assert np.array_equal(_d4, [0, 0, 1]), (
+    f"predict_yes(probs={_p3.tolist()}, threshold=1.0): expected [0, 0, 1], got {_d4.tolist()}")
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ## 9. Choosing the threshold from the costs of errors (2 points)
+#
+# A false "yes" costs `c_fp` and a missed "yes" costs `c_fn`. For calibrated probabilities
+# the expected cost is smallest at the Bayes threshold $p^* = c_{FP} / (c_{FP} + c_{FN})$;
+# on a finite validation set we pick the threshold that costs least on it.
+# `choose_threshold(probs, labels, c_fp, c_fn)`: `probs [N]`, `labels [N]` in {0, 1} (they
+# may all be 0 or all be 1), two positive costs. The rule at threshold `t` is part 8's:
+# "yes" iff `probs >= t`. The candidates are the distinct values of `probs` and `np.inf`
+# (no "yes" at all). Return, as a float, the candidate with the smallest validation cost
+# `c_fp * FP + c_fn * FN`; if several candidates share the smallest cost, return the
+# **largest** of them. Write this part without calling `predict_yes` (it is graded on its
+# own).
+
+# %% [solution] id=choose_threshold
+def choose_threshold(probs, labels, c_fp, c_fn):
+    ### BEGIN SOLUTION
+    best_t, best_cost = np.inf, c_fn * np.sum(labels == 1)           # t = inf: every yes missed
+    for t in np.unique(probs)[::-1]:                                   # largest first
+        yes = probs >= t
+        cost = c_fp * np.sum(yes & (labels == 0)) + c_fn * np.sum(~yes & (labels == 1))
+        if cost < best_cost:                                          # strict: ties keep the larger t
+            best_t, best_cost = t, cost
+    return float(best_t)
+    ### END SOLUTION
+
+# %% [test] id=test_choose_threshold points=2
+_p = np.array([0.1, 0.4, 0.35, 0.8])
+_y = np.array([0, 0, 1, 1])
+_t = choose_threshold(_p, _y, 1.0, 2.0)
+assert float(_t) == 0.35, (
+    f"choose_threshold(probs={_p.tolist()}, labels={_y.tolist()}, c_fp=1, c_fn=2): the costs "
+    f"at t = 0.1, 0.35, 0.4, 0.8, inf are 2, 1, 3, 2, 4, so expected 0.35, got {_t}")
+### BEGIN HIDDEN TESTS
+from lib.calibration import binary_confusion as _ref_confusion
+
+
+def _ref_choose(p, y, c_fp, c_fn):
+    best = None
+    for t in np.append(np.unique(p), np.inf):          # ascending, so `<=` keeps the largest tie
+        c = _ref_confusion(y, (p >= t).astype(int))
+        cost = c_fp * c["fp"] + c_fn * c["fn"]
+        if best is None or cost <= best[1]:
+            best = (float(t), cost)
+    return best[0]
+
+
+# a tie: with c_fp = c_fn = 1 both t = 0.35 and t = 0.8 cost 1; the rule keeps the larger
+_t1 = choose_threshold(_p, _y, 1.0, 1.0)
+assert float(_t1) == 0.8, (
+    f"choose_threshold(probs={_p.tolist()}, labels={_y.tolist()}, c_fp=1, c_fn=1): t = 0.35 "
+    f"and t = 0.8 both cost 1 and ties go to the largest, so expected 0.8, got {_t1}")
+_t2 = choose_threshold(_p, _y, 4.0, 1.0)
+assert float(_t2) == 0.8, (
+    f"choose_threshold(probs={_p.tolist()}, labels={_y.tolist()}, c_fp=4, c_fn=1): the costs "
+    f"at t = 0.1, 0.35, 0.4, 0.8, inf are 8, 4, 5, 1, 2, so expected 0.8, got {_t2}")
+_neg = choose_threshold(_p, np.zeros(4, dtype=int), 1.0, 5.0)
+assert float(_neg) == np.inf, (
+    f"choose_threshold(probs={_p.tolist()}, labels=[0, 0, 0, 0], c_fp=1, c_fn=5): with no "
+    f"positive only t = inf costs nothing, so expected inf, got {_neg}")
+_pos = choose_threshold(_p, np.ones(4, dtype=int), 5.0, 1.0)
+assert float(_pos) == 0.1, (
+    f"choose_threshold(probs={_p.tolist()}, labels=[1, 1, 1, 1], c_fp=5, c_fn=1): with no "
+    f"negative only t = min(probs) = 0.1 costs nothing, so expected 0.1, got {_pos}")
+_rng = np.random.default_rng(13)
+for _c_fp, _c_fn in [(1.0, 1.0), (1.0, 3.0), (3.0, 1.0), (2.0, 7.0)]:
+    _pp = np.round(_rng.random(400), 2)                             # many ties in probs
+    _yy = (_rng.random(400) < _pp).astype(int)
+    _got_t, _want_t = choose_threshold(_pp, _yy, _c_fp, _c_fn), _ref_choose(_pp, _yy, _c_fp, _c_fn)
+    assert float(_got_t) == _want_t, (
+        f"choose_threshold on 400 calibrated probabilities (seed 13), c_fp={_c_fp}, "
+        f"c_fn={_c_fn}: expected {_want_t}, got {_got_t}")
 ### END HIDDEN TESTS
