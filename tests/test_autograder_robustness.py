@@ -417,6 +417,88 @@ def test_a_looping_or_dying_answer_fails_only_its_own_tests(tmp_path):
     assert result["tests"]["fine"]["passed"]
 
 
+def run_pair(tmp_path: Path, tests: dict[str, str], hostile: str, honest: str,
+             timeout: float = 5) -> dict:
+    """Re-check a hostile answer and an honest one in the same job, hostile first."""
+    submissions = [{"student": name, "cells": [["answer", code]],
+                    "names": sorted(policy.top_level_names(code))}
+                   for name, code in (("hostile", hostile), ("honest", honest))]
+    job = {"setup": [SETUP_SRC], "tests": list(tests.items()), "cell_timeout": timeout,
+           "with_lib": False, "scratch": str(tmp_path / "scratch"), "submissions": submissions}
+    (tmp_path / "job.json").write_text(json.dumps(job))
+    recheck.trusted_main(tmp_path / "job.json", tmp_path / "out.json")
+    return json.loads((tmp_path / "out.json").read_text())
+
+
+@needs_bwrap
+def test_attack_in_place_edit_of_test_inputs_cannot_make_a_wrong_answer_agree(tmp_path):
+    # The answer overwrites its inputs (v with its mean row, w with zeros) so that a
+    # reference computed from them after the call agrees with its wrong output.
+    hostile = ("import numpy as np\nimport torch\n\ndef mix(a, v):\n"
+               "    v[:] = v.mean(axis=0)\n    return v.copy()\n\n"
+               "def project(x, w):\n    w.zero_()\n    return torch.zeros(x.shape[0], w.shape[0], "
+               "dtype=x.dtype)\n")
+    honest = ("import numpy as np\nimport torch\n\ndef mix(a, v):\n    return a @ v\n\n"
+              "def project(x, w):\n    return x @ w.T\n")
+    tests = {
+        "numpy": "rng = np.random.default_rng(0)\na = rng.dirichlet(np.ones(3), size=3)\n"
+                 "v = rng.normal(size=(3, 2))\ncheck_close(mix(a, v), a @ v)\n",
+        "torch": "import torch\nx = torch.randn(4, 3, dtype=torch.float64)\n"
+                 "w = torch.randn(2, 3, dtype=torch.float64)\ncheck_close(project(x, w), x @ w.T)\n",
+    }
+    results = run_pair(tmp_path, tests, hostile, honest)
+    assert not any(t["passed"] for t in results["hostile"]["tests"].values()), results["hostile"]
+    assert all(t["passed"] for t in results["honest"]["tests"].values()), results["honest"]
+
+
+@needs_bwrap
+def test_an_honest_answer_that_works_in_place_and_returns_its_input_keeps_its_result(tmp_path):
+    answer = "import numpy as np\n\ndef relu_(x):\n    x[x < 0] = 0.0\n    return x\n"
+    test = ("x = np.array([-1.0, 2.0, -3.0])\ncheck_close(relu_(x), [0.0, 2.0, 0.0])\n"
+            "check_close(x, [-1.0, 2.0, -3.0])  # the test's own input is restored\n")
+    result = run_job(tmp_path, {"t": test}, answer)
+    assert result["tests"]["t"]["passed"], result
+
+
+@needs_bwrap
+def test_attack_special_names_of_a_students_object_are_never_consulted(tmp_path):
+    # __array_interface__ pointing at address 8 used to segfault the trusted process
+    # (and zero the next student of the batch); __torch_function__ answered torch.equal.
+    hostile = ("import torch\n\nclass Liar:\n"
+               "    __array_interface__ = {'shape': (4096,), 'typestr': '<f8', "
+               "'data': (8, False), 'version': 3}\n\n"
+               "    @classmethod\n    def __torch_function__(cls, func, types, args=(), "
+               "kwargs=None):\n        return True\n\n"
+               "def doubled(x):\n    return Liar()\n\ndef ones(n):\n    return Liar()\n")
+    honest = ("import torch\n\ndef doubled(x):\n    return 2 * x\n\n"
+              "def ones(n):\n    return torch.ones(n)\n")
+    tests = {"array": "check_close(doubled(np.arange(3.0)), [0.0, 2.0, 4.0])\n",
+             "torch": "import torch\nassert torch.equal(ones(2), torch.ones(2))\n"}
+    results = run_pair(tmp_path, tests, hostile, honest)
+    assert "grader_error" not in results["hostile"], results["hostile"]
+    assert not any(t["passed"] for t in results["hostile"]["tests"].values()), results["hostile"]
+    assert all(t["passed"] for t in results["honest"]["tests"].values()), results["honest"]
+
+
+@needs_bwrap
+def test_attack_a_student_that_stops_reading_the_pipe_times_out_only_its_own_test(tmp_path):
+    # The answer writes a raw request into the re-check's pipe and never reads the reply:
+    # the reply (it carries the 4 MB array shared in the call) fills the pipe. Every
+    # send has the cell's deadline, so the test times out instead of blocking the batch.
+    hostile = ("import os, time\n\ndef total(x):\n    for fd in range(3, 32):\n"
+               "        try:\n            os.write(fd, b'{\"kind\": \"request\", \"op\": "
+               "\"len\", \"id\": 1}\\n')\n        except OSError:\n            pass\n"
+               "    time.sleep(600)\n")
+    honest = "def total(x):\n    return float(x.sum())\n"
+    tests = {"big": "x = np.ones(500_000)\nassert total(x) == 500_000.0\n",
+             "small": "assert total(np.ones(3)) == 3.0\n"}
+    started = time.monotonic()
+    results = run_pair(tmp_path, tests, hostile, honest, timeout=8)
+    assert time.monotonic() - started < 60
+    assert results["hostile"]["tests"]["big"]["reason"].startswith("timeout"), results["hostile"]
+    assert all(t["passed"] for t in results["honest"]["tests"].values()), results["honest"]
+
+
 # --------------------------------------------------------------------------------------
 # The whole corpus in one command
 # --------------------------------------------------------------------------------------

@@ -22,10 +22,14 @@ A student process that overruns the per-cell time limit is killed, as is one tha
 (memory cap, ``os._exit``); that test cell fails with the reason and a fresh student
 process serves the next one.
 
-Mutable values keep their meaning across the boundary: arrays, tensors and random
+Mutable values keep their meaning across the boundary during a call: arrays, tensors and random
 generators that cross during a call are re-synchronised with every message, so a
 finite-difference routine that perturbs ``x`` in place while calling back a test's
 closure, or a sampler that advances the test's generator, behaves as in one process.
+When the call returns, the trusted side's arrays and tensors are restored to their
+contents before it, so tests compute expected values from inputs the student never
+touched. Proxies forward public attribute names only: NumPy's and torch's protocols
+(``__array_interface__``, ``__torch_function__``) never reach the student's objects.
 Autograd crosses too: a tensor the student computes from the test's tensors that need
 gradients comes back as the output of an autograd function whose backward asks the
 student's process for the gradients (``torch.autograd.backward`` there).
@@ -240,6 +244,9 @@ class Endpoint:
         self.keys: dict[int, str] = {}
         self.grad_order: list[str] = []
         self.graphs: dict[int, tuple] = {}
+        # The trusted side's own arrays and tensors as they were when they first crossed in
+        # the current exchange: restored when it ends (see ``restore_inputs``).
+        self.originals: dict[str, dict] = {}
 
     # shared mutable values --------------------------------------------------------------
     def share(self, obj) -> str:
@@ -247,6 +254,8 @@ class Endpoint:
         if key is None or self.shared.get(key) is not obj:
             key = f"{self.side}:{id(obj)}"
             self.adopt(key, obj)
+            if self.trusted and not _is_generator(obj):
+                self.originals[key] = _snapshot(obj)
         return key
 
     def adopt(self, key: str, obj) -> None:
@@ -257,7 +266,25 @@ class Endpoint:
             self.grad_order.append(key)
 
     def clear_shared(self) -> None:
-        self.shared, self.keys, self.grad_order = {}, {}, []
+        self.shared, self.keys, self.grad_order, self.originals = {}, {}, [], {}
+
+    def changed_inputs(self) -> dict[int, object]:
+        """Our arrays and tensors whose contents the other side changed, by ``id``."""
+        return {id(self.shared[key]): self.shared[key] for key, data in self.originals.items()
+                if _snapshot(self.shared[key]) != data}
+
+    def restore_inputs(self) -> None:
+        """Put back the contents our arrays and tensors had before the exchange.
+
+        During a call the student's in-place changes reach our objects (a finite difference
+        that perturbs ``x`` while calling back a test's closure must see ``x`` perturbed);
+        once the call returns, a test must compute its expected values from the inputs it
+        built, not from inputs the student's code overwrote (``v[:] = v.mean(0)`` would
+        otherwise make a wrong answer agree with a reference computed afterwards).
+        Generators are not restored: a sampler advances the test's generator on purpose.
+        """
+        for key, data in self.originals.items():
+            _update_in_place(self.shared[key], data, self)
 
     def snapshot(self) -> dict:
         return {key: _snapshot(obj) for key, obj in self.shared.items()}
@@ -317,18 +344,27 @@ class Endpoint:
         data = (json.dumps(message) + "\n").encode()
         try:
             while data:
-                data = data[os.write(self.write_fd, data):]
+                self._wait(self.write_fd, writing=True)  # a reader that stops reading: timeout
+                try:
+                    data = data[os.write(self.write_fd, data):]
+                except BlockingIOError:  # the pipe filled up between select and write
+                    continue
         except OSError as error:
             raise StudentDied(f"the student's process closed its pipe ({error})") from None
 
+    def _wait(self, fd: int, *, writing: bool = False) -> None:
+        """Block until ``fd`` is ready, but never past the deadline of the current cell."""
+        timeout = None if self.deadline is None else self.deadline - time.monotonic()
+        if timeout is not None and timeout <= 0:
+            raise StudentTimeout()
+        ready = select.select([], [fd], [], timeout)[1] if writing else \
+            select.select([fd], [], [], timeout)[0]
+        if not ready:
+            raise StudentTimeout()
+
     def receive(self) -> dict:
         while b"\n" not in self.buffer:
-            timeout = None if self.deadline is None else self.deadline - time.monotonic()
-            if timeout is not None and timeout <= 0:
-                raise StudentTimeout()
-            ready, _, _ = select.select([self.read_fd], [], [], timeout)
-            if not ready:
-                raise StudentTimeout()
+            self._wait(self.read_fd)
             chunk = os.read(self.read_fd, 1 << 20)
             if not chunk:
                 raise StudentDied("the student's process ended")
@@ -340,22 +376,29 @@ class Endpoint:
         """Send a request; serve the other side's requests until our reply comes."""
         self.depth += 1
         try:
-            self.send({"kind": "request", "op": op, **fields})
-            while True:
-                message = self.receive()
-                self.apply_sync(message.get("sync"))
-                if message.get("kind") == "request":
-                    self.send(self.handle(message))
-                elif message.get("kind") == "ok":
-                    return decode(message["value"], self)
-                elif message.get("kind") == "error":
-                    raise _rebuild_exception(message)
-                else:
-                    raise RemoteError(f"malformed message from the other process: {message!r:.200}")
+            value = self._exchange(op, fields)
+            if self.depth == 1 and self.trusted:
+                value = _copy_changed(value, self.changed_inputs())
+            return value
         finally:
             self.depth -= 1
             if self.depth == 0 and self.trusted:
+                self.restore_inputs()
                 self.clear_shared()
+
+    def _exchange(self, op: str, fields: dict):
+        self.send({"kind": "request", "op": op, **fields})
+        while True:
+            message = self.receive()
+            self.apply_sync(message.get("sync"))
+            if message.get("kind") == "request":
+                self.send(self.handle(message))
+            elif message.get("kind") == "ok":
+                return decode(message["value"], self)
+            elif message.get("kind") == "error":
+                raise _rebuild_exception(message)
+            else:
+                raise RemoteError(f"malformed message from the other process: {message!r:.200}")
 
     def handle(self, message: dict) -> dict:
         """Answer one request; errors go back to the caller, never up our own stack."""
@@ -436,6 +479,32 @@ def _snapshot(obj) -> dict:
     return _tgen_data(obj)
 
 
+def _is_generator(obj) -> bool:
+    numpy, torch = sys.modules.get("numpy"), sys.modules.get("torch")
+    return ((numpy is not None and isinstance(obj, numpy.random.Generator))
+            or (torch is not None and isinstance(obj, torch.Generator)))
+
+
+def _copy_changed(value, changed: dict[int, object]):
+    """``value`` with every object of ``changed`` in it replaced by a copy of its contents.
+
+    A student's function that changes its input in place and returns it hands back *our*
+    object; the copy keeps the result it computed once the input is restored.
+    """
+    if not changed:
+        return value
+    if id(value) in changed:
+        torch = sys.modules.get("torch")
+        if torch is not None and isinstance(value, torch.Tensor):
+            return value.detach().clone().requires_grad_(value.requires_grad)
+        return value.copy()
+    if type(value) in (list, tuple):
+        return type(value)(_copy_changed(x, changed) for x in value)
+    if type(value) is dict:
+        return {k: _copy_changed(v, changed) for k, v in value.items()}
+    return value
+
+
 def _update_in_place(obj, data: dict, endpoint: "Endpoint") -> None:
     """Make ``obj`` hold the other side's contents; leave it alone if nothing changed."""
     mine = _snapshot(obj)
@@ -498,6 +567,12 @@ class Proxy:
         return self._ask("call", args=encode(list(args), e), kwargs=encode(dict(kwargs), e))
 
     def __getattr__(self, name: str):
+        # Special and private names (``__array_interface__``, ``__torch_function__``, ...)
+        # are protocols the trusted side's libraries consult; the student must not answer
+        # them, so they do not exist on a proxy. Only public attributes are forwarded.
+        if name.startswith("_"):
+            raise AttributeError(f"{name!r} of an object from your code is not used by the "
+                                 "grader (only public attributes cross)")
         return self._ask("getattr", name=name)
 
     def __setattr__(self, name: str, value) -> None:
@@ -602,6 +677,7 @@ class StudentProcess:
                                         stderr=subprocess.DEVNULL, preexec_fn=sandbox.limit_memory)
         self.endpoint = Endpoint(self.process.stdout.fileno(), self.process.stdin.fileno(),
                                  trusted=True)
+        os.set_blocking(self.process.stdin.fileno(), False)  # writes return what fits
         self.endpoint.deadline = time.monotonic() + timeout * (len(cells) + 2) + 10
         try:
             reply = self.endpoint.request("init", setup=setup, cells=[list(c) for c in cells],
