@@ -62,7 +62,7 @@ def live_tiles(mask: torch.Tensor, block_size: int) -> torch.Tensor:
     padded = mask.new_zeros((n_q * block_size, n_k * block_size))  # False past the ends
     padded[:lq, :lk] = anywhere
     tiles = padded.reshape(n_q, block_size, n_k, block_size)       # [nq, bs, nk, bs]
-    return tiles.any(dim=3).any(dim=1)                             # [nq, nk]
+    return tiles.any(dim=1).any(dim=-1)                            # [nq, nk]
 
 
 def _visible_and_live(mask: torch.Tensor | None, is_causal: bool, scores_shape: tuple[int, ...],
