@@ -14,7 +14,9 @@ the working memory grows linearly with the sequence length instead of quadratica
 Tile skipping: a tile whose scores a mask hides entirely contributes ``e^{-inf} = 0`` to
 ``l`` and ``acc``, so the loop can leave it out. ``is_causal`` skips the key blocks past the
 diagonal; a boolean ``mask`` (sliding window, global tokens, random blocks) skips every tile
-that :func:`live_tiles` marks dead, which is FlashAttention's block-sparse attention.
+that :func:`live_tiles` marks dead, which is FlashAttention's block-sparse attention. The
+mask itself is ``[Lq, Lk]`` booleans (one byte each) and finding its live tiles makes
+boolean temporaries of that size; only the scores stay within one tile.
 """
 from __future__ import annotations
 
