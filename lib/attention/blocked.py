@@ -41,6 +41,12 @@ def _causal_tile_mask(n_rows: int, k_start: int, k_stop: int, shift: int,
     return cols <= rows + shift
 
 
+def _check_bool_mask(mask: torch.Tensor) -> None:
+    if mask.dtype != torch.bool:
+        raise ValueError(f"mask must be bool (True = may attend), got dtype {mask.dtype} "
+                         f"with shape {shape_of(mask)}")
+
+
 def live_tiles(mask: torch.Tensor, block_size: int) -> torch.Tensor:
     """Bool ``[ceil(Lq / block_size), ceil(Lk / block_size)]``: the tiles a mask leaves alive.
 
@@ -54,9 +60,7 @@ def live_tiles(mask: torch.Tensor, block_size: int) -> torch.Tensor:
     Example: ``live_tiles(sliding_window_mask(4, 2), 2)`` -> ``[[True, False], [True, True]]``.
     """
     check_min_ndim("mask", mask, 2)
-    if mask.dtype != torch.bool:
-        raise ValueError(f"mask must be bool (True = may attend), got dtype {mask.dtype} "
-                         f"with shape {shape_of(mask)}")
+    _check_bool_mask(mask)
     check_in_range("block_size", block_size, 1, math.inf)
     lq, lk = mask.shape[-2:]
     n_q, n_k = -(-lq // block_size), -(-lk // block_size)          # ceil divisions
@@ -78,9 +82,7 @@ def _visible_and_live(mask: torch.Tensor | None, is_causal: bool, scores_shape: 
     """
     if mask is None:
         return None, None
-    if mask.dtype != torch.bool:
-        raise ValueError(f"mask must be bool (True = may attend), got dtype {mask.dtype} "
-                         f"with shape {shape_of(mask)}")
+    _check_bool_mask(mask)
     check_broadcastable("mask", mask.shape, scores_shape, "scores")
     lq, lk = scores_shape[-2:]
     visible = torch.broadcast_to(mask, torch.broadcast_shapes(mask.shape, (lq, lk)))
