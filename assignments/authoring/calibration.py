@@ -93,14 +93,25 @@ def label_scores(token_logp, mask, per_token=False):
 # %% [test] id=test_label_scores points=2
 _t = np.array([[[-1.0, -2.0, -9.0], [-0.5, -7.0, -7.0]]])
 _m = np.array([[[True, True, False], [True, False, False]]])
-assert np.allclose(label_scores(_t, _m), [[-3.0, -0.5]])
-assert np.allclose(label_scores(_t, _m, per_token=True), [[-1.5, -0.5]])
+_got = np.asarray(label_scores(_t, _m))
+assert np.allclose(_got, [[-3.0, -0.5]]), (
+    f"label_scores(token_logp={_t.tolist()}, mask={_m.tolist()}): expected the sums of the real "
+    f"tokens [[-3.0, -0.5]], got {_got.tolist()}")
+_got = np.asarray(label_scores(_t, _m, per_token=True))
+assert np.allclose(_got, [[-1.5, -0.5]]), (
+    f"label_scores(..., per_token=True) on the same input: expected the means over each label's "
+    f"own tokens [[-1.5, -0.5]], got {_got.tolist()}")
 ### BEGIN HIDDEN TESTS
-_s = label_scores(token_logp, mask)
-assert _s.shape == (N, C)
-assert np.allclose(_s, np.array([[token_logp[i, c, :N_TOKENS[c]].sum() for c in range(C)]
-                                 for i in range(N)]))
-assert np.allclose(label_scores(token_logp, mask, per_token=True), _s / N_TOKENS)
+_s = np.asarray(label_scores(token_logp, mask))
+assert _s.shape == (N, C), f"label_scores on the setup's table: expected shape {(N, C)}, got {_s.shape}"
+_want = np.array([[token_logp[i, c, :N_TOKENS[c]].sum() for c in range(C)] for i in range(N)])
+assert np.allclose(_s, _want), (
+    f"label_scores on the setup's table (labels of 1, 2, 3 tokens, padding after): expected "
+    f"row 0 = {_want[0].round(4).tolist()}, got {_s[0].round(4).tolist()}")
+_pt = np.asarray(label_scores(token_logp, mask, per_token=True))
+assert np.allclose(_pt, _want / N_TOKENS), (
+    f"label_scores(..., per_token=True) on the setup's table: expected row 0 = "
+    f"{(_want[0] / N_TOKENS).round(4).tolist()} (sum / own token count), got {_pt[0].round(4).tolist()}")
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -118,19 +129,32 @@ def label_log_probs(scores):
     ### END SOLUTION
 
 # %% [test] id=test_normalize points=2
-_lp = label_log_probs(np.array([[0.0, 0.0], [np.log(3.0), 0.0]]))
-assert np.allclose(_lp, np.log([[0.5, 0.5], [0.75, 0.25]]))
-assert _lp.shape == (2, 2) and abs(float(_lp[1, 0]) - np.log(0.75)) < 1e-12
+_lp = np.asarray(label_log_probs(np.array([[0.0, 0.0], [np.log(3.0), 0.0]])))
+assert _lp.shape == (2, 2) and np.allclose(_lp, np.log([[0.5, 0.5], [0.75, 0.25]])), (
+    f"label_log_probs([[0, 0], [log 3, 0]]): expected log([[0.5, 0.5], [0.75, 0.25]]), got {_lp.tolist()}")
+assert abs(float(_lp[1, 0]) - np.log(0.75)) < 1e-12, (
+    f"label_log_probs([[log 3, 0]])[0]: expected log 0.75 to 1e-12, got {float(_lp[1, 0])!r}")
 ### BEGIN HIDDEN TESTS
 from lib.numerics import log_softmax as _ref_log_softmax
-assert np.allclose(label_log_probs(np.array([[-1000.0, -1001.0, -1003.0]])),
-                   _ref_log_softmax(np.array([[-1000.0, -1001.0, -1003.0]])))
-assert np.allclose(label_log_probs(np.array([[800.0, 799.0]])), _ref_log_softmax(np.array([[800.0, 799.0]])))
+_got = np.asarray(label_log_probs(np.array([[-1000.0, -1001.0, -1003.0]])))
+_want = _ref_log_softmax(np.array([[-1000.0, -1001.0, -1003.0]]))
+assert np.allclose(_got, _want), (
+    f"label_log_probs([[-1000, -1001, -1003]]) (exp underflows): expected {_want.round(6).tolist()}, "
+    f"got {_got.tolist()}")
+_got = np.asarray(label_log_probs(np.array([[800.0, 799.0]])))
+_want = _ref_log_softmax(np.array([[800.0, 799.0]]))
+assert np.allclose(_got, _want), (
+    f"label_log_probs([[800, 799]]) (exp overflows): expected {_want.round(6).tolist()}, got {_got.tolist()}")
 _x = np.random.default_rng(5).normal(scale=30.0, size=(20, 4))
-assert np.allclose(label_log_probs(_x), _ref_log_softmax(_x))
+_got = np.asarray(label_log_probs(_x))
+assert np.allclose(_got, _ref_log_softmax(_x)), (
+    f"label_log_probs on 20 rows of N(0, 30^2) scores (seed 5): expected row 0 = "
+    f"{_ref_log_softmax(_x)[0].round(4).tolist()}, got {_got[0].round(4).tolist()}")
 _far_scores = np.array([[-1000.0, -1001.0, -1003.0]])
 _far = label_log_probs(_far_scores)
-assert _far.shape == (1, 3) and np.max(np.abs(_far - _ref_log_softmax(_far_scores))) < 1e-12
+assert _far.shape == (1, 3) and np.max(np.abs(_far - _ref_log_softmax(_far_scores))) < 1e-12, (
+    f"label_log_probs([[-1000, -1001, -1003]]): expected {_ref_log_softmax(_far_scores).tolist()} "
+    f"to 1e-12, got {np.asarray(_far).tolist()}")
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -160,23 +184,34 @@ def ece(probs, labels, n_bins=10):
 
 # %% [test] id=test_ece points=2
 _p = np.array([[0.9, 0.1], [0.9, 0.1], [0.6, 0.4], [0.6, 0.4]])
-assert abs(ece(_p, np.array([0, 0, 0, 1])) - (0.5 * 0.1 + 0.5 * 0.1)) < 1e-12
+_got = ece(_p, np.array([0, 0, 0, 1]))
+assert abs(_got - 0.1) < 1e-12, (
+    f"ece(probs={_p.tolist()}, labels=[0, 0, 0, 1]): bins 0.9 (2 right, gap 0.1) and 0.6 "
+    f"(1 of 2 right, gap 0.1), so expected 0.5*0.1 + 0.5*0.1 = 0.1, got {_got}")
 ### BEGIN HIDDEN TESTS
 from lib.calibration import expected_calibration_error as _ref_ece
 # 9 rows at confidence 0.55, all right; 1 row at 0.95, wrong
 _p2 = np.array([[0.55, 0.45]] * 9 + [[0.95, 0.05]])
 _y2 = np.array([0] * 9 + [1])
-assert abs(ece(_p2, _y2) - (0.9 * 0.45 + 0.1 * 0.95)) < 1e-12
+_got2 = ece(_p2, _y2)
+assert abs(_got2 - (0.9 * 0.45 + 0.1 * 0.95)) < 1e-12, (
+    f"ece with 9 rows at confidence 0.55 (all right) and 1 at 0.95 (wrong): bins weighted by size "
+    f"give 0.9*0.45 + 0.1*0.95 = 0.5, got {_got2}")
 # the confidence is the max probability, whatever the label
 _p3 = np.array([[0.2, 0.8], [0.3, 0.7]])
-assert abs(ece(_p3, np.array([0, 0])) - 0.75) < 1e-12
+_got3 = ece(_p3, np.array([0, 0]))
+assert abs(_got3 - 0.75) < 1e-12, (
+    f"ece(probs={_p3.tolist()}, labels=[0, 0]): the confidence is max p (0.8, 0.7), both wrong, "
+    f"so expected 0.75, got {_got3}")
 _rng = np.random.default_rng(6)
 _z = _rng.normal(scale=2.0, size=(500, 4))
 _pr = np.exp(_z - _z.max(1, keepdims=True))
 _pr /= _pr.sum(1, keepdims=True)
 _yy = _rng.integers(0, 4, size=500)
 for _nb in (1, 5, 10, 15):
-    assert abs(ece(_pr, _yy, _nb) - _ref_ece(_pr, _yy, _nb)) < 1e-12, _nb
+    _got, _want = ece(_pr, _yy, _nb), _ref_ece(_pr, _yy, _nb)
+    assert abs(_got - _want) < 1e-12, (
+        f"ece on 500 random rows of 4 classes (seed 6), n_bins={_nb}: expected {_want}, got {_got}")
 # a confidence exactly on a bin edge: 0.5 belongs to (0, 0.5], not to (0.5, 1]
 _p4 = np.array([[0.5, 0.3, 0.2], [0.75, 0.25, 0.0]])
 _got4 = ece(_p4, np.array([0, 1]), 2)
@@ -216,18 +251,23 @@ def fit_temperature(logits, labels):
 # %% [test] id=test_fit_temperature points=2
 _z = np.array([[2.0, 0.0], [0.0, 2.0], [2.0, 0.0], [0.0, 2.0]])
 _t = fit_temperature(_z, np.array([0, 1, 1, 0]))
-assert _t > 0
+assert _t > 0, f"fit_temperature(logits={_z.tolist()}, labels=[0, 1, 1, 0]): expected T > 0, got {_t}"
 ### BEGIN HIDDEN TESTS
 from lib.calibration import fit_temperature as _ref_fit, nll as _ref_nll
 # half right, half wrong with equal margins: the best distribution is uniform, T -> large
-assert _t > 50
+assert _t > 50, (
+    f"fit_temperature(logits={_z.tolist()}, labels=[0, 1, 1, 0]): half right, half wrong with "
+    f"equal margins, so the NLL falls as T grows; expected T > 50 (the search goes to 100), got {_t}")
 _rng = np.random.default_rng(7)
 for _scale in (0.3, 1.0, 4.0):
     _lg = _scale * _rng.normal(size=(400, 3)) + 2.0 * np.eye(3)[_rng.integers(0, 3, size=400)]
     _yy = np.where(_rng.random(400) < 0.7, _lg.argmax(1), _rng.integers(0, 3, size=400))
     _got, _ref = fit_temperature(_lg, _yy), _ref_fit(_lg, _yy)
-    assert abs(_got - _ref) < 1e-3 * _ref, (_scale, _got, _ref)
-    assert _ref_nll(_lg, _yy, _got) <= _ref_nll(_lg, _yy, _got * 1.01)
+    assert abs(_got - _ref) < 1e-3 * _ref, (
+        f"fit_temperature on 400 noisy 3-class logits of scale {_scale} (seed 7): expected "
+        f"T = {_ref:.6f}, got {_got}")
+    assert _ref_nll(_lg, _yy, _got) <= _ref_nll(_lg, _yy, _got * 1.01), (
+        f"fit_temperature (scale {_scale}): the NLL at 1.01 T is below the NLL at T = {_got}")
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -252,8 +292,13 @@ def calibrate(logits, labels, cal_idx, test_idx):
 _z = np.array([[3.0, 0.0, 0.0], [0.0, 3.0, 0.0], [0.0, 0.0, 3.0], [3.0, 0.0, 0.0]] * 5)
 _y = np.array([0, 1, 2, 1] * 5)
 _T, _probs = calibrate(_z, _y, np.arange(0, 12), np.arange(12, 20))
-assert _T > 0 and _probs.shape == (8, 3) and np.allclose(_probs.sum(1), 1.0)
-assert np.array_equal(_probs.argmax(1), _z[12:].argmax(1))        # accuracy unchanged
+_probs = np.asarray(_probs)
+assert _T > 0 and _probs.shape == (8, 3) and np.allclose(_probs.sum(1), 1.0), (
+    f"calibrate on 20 rows, cal 0..11, test 12..19: expected T > 0 and probs of shape (8, 3) "
+    f"with rows summing to 1, got T = {_T}, shape {_probs.shape}")
+assert np.array_equal(_probs.argmax(1), _z[12:].argmax(1)), (
+    f"calibrate: dividing by T > 0 keeps every argmax; expected {_z[12:].argmax(1).tolist()}, "
+    f"got {_probs.argmax(1).tolist()}")
 ### BEGIN HIDDEN TESTS
 from lib.calibration import fit_temperature as _ref_fit, expected_calibration_error as _ref_ece
 from lib.numerics import softmax as _ref_softmax, log_softmax as _ref_log_softmax
@@ -264,12 +309,20 @@ try:
                                          for i in range(N)]))
     _T, _probs = calibrate(_logits, labels, cal_idx, test_idx)
     _T_ref = _ref_fit(_logits[cal_idx], labels[cal_idx])
-    assert abs(_T - _T_ref) < 1e-6 * _T_ref, (_T, _T_ref)
-    assert np.allclose(_probs, _ref_softmax(_logits[test_idx] / _T_ref), atol=1e-6)
+    assert abs(_T - _T_ref) < 1e-6 * _T_ref, (
+        f"calibrate on the setup's table: T fitted on cal_idx only should be {_T_ref:.6f}, got {_T}")
+    _p_test = np.asarray(_probs)
+    assert np.allclose(_p_test, _ref_softmax(_logits[test_idx] / _T_ref), atol=1e-6), (
+        f"calibrate: probs_test should be softmax(logits[test_idx] / T); row 0 expected "
+        f"{_ref_softmax(_logits[test_idx] / _T_ref)[0].round(6).tolist()}, got {_p_test[0].round(6).tolist()}")
     _before = _ref_ece(_ref_softmax(_logits[test_idx]), labels[test_idx])
-    assert _ref_ece(_probs, labels[test_idx]) < 0.7 * _before
+    _after = _ref_ece(_p_test, labels[test_idx])
+    assert _after < 0.7 * _before, (
+        f"calibrate: the test ECE should fall below 0.7 x {_before:.4f}, got {_after:.4f}")
     _T2, _ = calibrate(_logits, labels, cal_idx[:200], test_idx[:20])
-    assert abs(_T2 - _ref_fit(_logits[cal_idx[:200]], labels[cal_idx[:200]])) < 1e-6 * _T2
+    _T2_ref = _ref_fit(_logits[cal_idx[:200]], labels[cal_idx[:200]])
+    assert abs(_T2 - _T2_ref) < 1e-6 * _T2, (
+        f"calibrate with the first 200 calibration rows: expected T = {_T2_ref:.6f}, got {_T2}")
 finally:
     fit_temperature = _student_fit
 ### END HIDDEN TESTS
@@ -336,24 +389,37 @@ assert np.allclose(_got_big, [10.0, -1e4]), (
 #
 # $$L(a, b) = \frac1N \sum_i \bigl[\log(1 + e^{a s_i + b}) - y_i (a s_i + b)\bigr],$$
 #
-# each within `1e-6` of the exact minimizer. $L$ is convex; Newton's method from
-# $(a, b) = (1, 0)$ converges in a few steps: with $\pi_i = \sigma(a s_i + b)$ and
-# $x_i = (s_i, 1)$, the gradient is $\frac1N\sum_i (\pi_i - y_i) x_i$ and the Hessian
-# $\frac1N\sum_i \pi_i (1 - \pi_i) x_i x_i^\top$. Stop when no coordinate of the step
-# exceeds `1e-10` (at most 100 steps). The labels contain both classes and the scores do
-# not separate them perfectly, so the minimizer is finite. Compute the sigmoid without
-# overflow.
+# each within `1e-6` of the exact minimizer. $L$ is convex. With $\pi_i = \sigma(a s_i + b)$
+# and $x_i = (s_i, 1)$, its gradient is $g = \frac1N\sum_i (\pi_i - y_i) x_i$ and its
+# Hessian $H = \frac1N\sum_i \pi_i (1 - \pi_i) x_i x_i^\top$. Use Newton's method from
+# $(a, b) = (1, 0)$ with step halving: compute the step $\Delta = H^{-1} g$, halve it while
+# $L(\theta - \Delta) > L(\theta)$, then move to $\theta - \Delta$; stop when no
+# coordinate of the accepted step exceeds `1e-10` (at most 100 steps). The halving matters:
+# the scores can be large (an over-confident model's log-odds reach tens), and there an
+# undamped Newton step from $(1, 0)$ overshoots to where every $\pi_i$ is 0 or 1 and the
+# iteration diverges. The labels contain both classes and the scores do not separate them
+# perfectly, so the minimizer is finite. Compute the sigmoid and $L$ without overflow
+# (`np.logaddexp(0, z)` is $\log(1 + e^z)$).
 
 # %% [solution] id=fit_platt
 def fit_platt(scores, labels):
     ### BEGIN SOLUTION
     x = np.stack([scores, np.ones_like(scores)], axis=1)             # [N, 2]
+
+    def loss(theta):
+        z = x @ theta                                                 # [N]
+        return np.mean(np.logaddexp(0.0, z) - labels * z)
+
     theta = np.array([1.0, 0.0])                                      # (a, b)
     for _ in range(100):
         pi = 0.5 * (1.0 + np.tanh(0.5 * (x @ theta)))                 # sigmoid, [N]
         grad = x.T @ (pi - labels) / len(labels)                      # [2]
         hess = (x * (pi * (1.0 - pi))[:, None]).T @ x / len(labels)   # [2, 2]
         step = np.linalg.solve(hess, grad)
+        for _ in range(60):                                           # halve until L does not rise
+            if loss(theta - step) <= loss(theta):
+                break
+            step = step / 2
         theta = theta - step
         if np.max(np.abs(step)) < 1e-10:
             break
@@ -384,6 +450,19 @@ _got, _ref = fit_platt(_sc, _ans), _ref_platt(_sc, _ans)
 assert abs(float(_got[0]) - _ref[0]) < 1e-6 and abs(float(_got[1]) - _ref[1]) < 1e-6, (
     f"fit_platt on the log-odds of make_yes_no(2000, 0.3, seed=11): expected (a, b) = "
     f"({_ref[0]:.6f}, {_ref[1]:.6f}), got ({float(_got[0]):.6f}, {float(_got[1]):.6f})")
+# over-confident scores (std about 12): the optimum is equivariant, so the oracle fits the
+# scores divided by their std (a well-scaled problem) and divides its slope back
+_lg3, _ans3 = make_yes_no(2000, 0.3, seed=14)
+_sc3 = 3.0 * (_lg3[:, YES_ID] - _lg3[:, NO_ID])
+_sd3 = float(_sc3.std())
+_ref3 = _ref_platt(_sc3 / _sd3, _ans3)
+_ref3 = (_ref3[0] / _sd3, _ref3[1])
+_got3 = fit_platt(_sc3, _ans3)
+assert abs(float(_got3[0]) - _ref3[0]) < 1e-6 and abs(float(_got3[1]) - _ref3[1]) < 1e-6, (
+    f"fit_platt on 3 x the log-odds of make_yes_no(2000, 0.3, seed=14) (scores up to "
+    f"{np.abs(_sc3).max():.0f} in absolute value): expected (a, b) = ({_ref3[0]:.6f}, "
+    f"{_ref3[1]:.6f}), got ({float(_got3[0]):.6g}, {float(_got3[1]):.6g}); an undamped "
+    f"Newton step from (1, 0) diverges here, halve the step while L rises")
 ### END HIDDEN TESTS
 
 # %% [markdown]
