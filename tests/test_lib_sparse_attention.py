@@ -180,23 +180,24 @@ def test_dead_tiles_are_skipped_not_masked(window):
     assert dense.count == 2 * 8 * 8
 
 
+@pytest.mark.parametrize("is_causal", [False, True])
 @pytest.mark.parametrize("lq,lk,window,block", [(37, 37, 5, 8), (9, 30, 4, 4), (30, 9, 3, 4),
                                                 (16, 16, 1, 4)])
-def test_backward_with_a_mask_equals_autograd(lq, lk, window, block):
+def test_backward_with_a_mask_equals_autograd(lq, lk, window, block, is_causal):
     q, k, v = _case((2, 2, lq, 8), (2, 2, lk, 8), 5, seed=lq + lk)
     mask = sliding_window_mask(lq, window, lk)
-    mask[..., :2] = True                                                # two global keys
-    out, lse = blocked_attention(q, k, v, scale=0.3, block_size=block, mask=mask)
+    mask[..., :2] = True                      # two global keys (is_causal hides some of them)
+    kw = dict(is_causal=is_causal, scale=0.3, block_size=block, mask=mask)
+    out, lse = blocked_attention(q, k, v, **kw)
     do = torch.randn_like(out)
-    grads = blocked_attention_backward(q, k, v, out, lse, do, scale=0.3, block_size=block,
-                                       mask=mask)
+    grads = blocked_attention_backward(q, k, v, out, lse, do, **kw)
     leaves = [t.clone().requires_grad_(True) for t in (q, k, v)]
-    scaled_dot_product_attention(*leaves, mask=mask, scale=0.3).backward(do)
+    scaled_dot_product_attention(*leaves, mask=mask, is_causal=is_causal, scale=0.3).backward(do)
     for mine, ref in zip(grads, leaves):
         torch.testing.assert_close(mine, ref.grad, rtol=1e-10, atol=1e-10)
     # autograd through the forward with skipping gives the same gradients
     again = [t.clone().requires_grad_(True) for t in (q, k, v)]
-    blocked_attention(*again, scale=0.3, block_size=block, mask=mask)[0].backward(do)
+    blocked_attention(*again, **kw)[0].backward(do)
     for mine, ref in zip(grads, again):
         torch.testing.assert_close(mine, ref.grad, rtol=1e-10, atol=1e-10)
 
