@@ -219,3 +219,16 @@ def test_value_errors_name_the_argument():
         live_tiles(torch.ones(6, 6, dtype=torch.long), 2)
     with pytest.raises(ValueError, match="block_size"):
         live_tiles(torch.ones(6, 6, dtype=torch.bool), 0)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("is_causal", [False, True])
+def test_masked_tiles_on_cuda_match_the_cpu_in_float64(is_causal):
+    q, k, v = _case((2, 2, 70, 16), (2, 2, 70, 16), 8, seed=4)
+    mask = sliding_window_mask(70, 9) | (torch.arange(70) < 2)          # window + 2 global keys
+    cpu = blocked_attention(q, k, v, is_causal=is_causal, block_size=16, mask=mask)
+    gpu = blocked_attention(q.cuda(), k.cuda(), v.cuda(), is_causal=is_causal, block_size=16,
+                            mask=mask.cuda())
+    for mine, ref in zip(gpu, cpu):
+        assert mine.device.type == "cuda"
+        torch.testing.assert_close(mine.cpu(), ref, rtol=1e-10, atol=1e-12)
