@@ -411,7 +411,8 @@ def speculative_generate(target_probs_fn: ProbsFn, draft_probs_fn: ProbsFn,
     sampling, at the price of ``k`` draft calls per step.
 
     Both models are plain callables, so any causal model fits: ``fn(ids)`` takes a
-    LongTensor ``ids [T]`` (the whole sequence so far; there is no KV cache) and returns
+    LongTensor ``ids [T]`` (the whole sequence so far; a model may cache the rows of a
+    prefix it has already seen, as a KV cache does) and returns
     ``[T, V]`` probabilities (any float dtype), row ``t`` being the distribution of the
     token after ``ids[: t + 1]``. The target's probabilities are never altered: sampling
     with temperature or a filter means passing the already filtered distribution.

@@ -13,6 +13,8 @@ import math
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from lib.sampling import speculative_generate
 
@@ -133,6 +135,21 @@ def test_call_counts_match_the_stats():
     assert all(0 <= a <= k for a in stats["accepted"])
     emitted = sum(a + 1 for a in stats["accepted"])
     assert n_new <= emitted < n_new + k + 1 and len(out) == n_new    # only the overshoot is cut
+
+
+@settings(max_examples=25, deadline=None)
+@given(k=st.integers(1, 5), n_new=st.integers(1, 9), seed=st.integers(0, 2**16),
+       prompt=st.lists(st.integers(0, V - 1), min_size=1, max_size=3))
+def test_length_and_accounting_laws(k, n_new, seed, prompt):
+    """For any k, length and prompt: exactly n_new in-vocabulary tokens, each step accepts
+    0..k drafts, and only the last step can overshoot (by at most k tokens)."""
+    stats: dict[str, list[int]] = {}
+    out = speculative_generate(TARGET, DRAFT, prompt, n_new, k,
+                               generator=torch.Generator().manual_seed(seed), stats=stats)
+    assert len(out) == n_new and all(0 <= t < V for t in out)
+    emitted = [a + 1 for a in stats["accepted"]]
+    assert all(1 <= e <= k + 1 for e in emitted)
+    assert sum(emitted[:-1]) < n_new <= sum(emitted), (emitted, n_new)
 
 
 def test_same_seed_same_tokens_and_tensor_prompt():
