@@ -203,7 +203,8 @@ def mlp_backward(dm, c, u, W1, W2):
 
 # %% [test] id=test_mlp_backward points=2
 _rng = np.random.default_rng(10)
-_c, _W1, _b1, _W2 = _rng.normal(size=(1, 2, 3)), _rng.normal(size=(3, 4)), _rng.normal(size=4), _rng.normal(size=(4, 3))
+_c, _W1 = _rng.normal(size=(1, 2, 3)), _rng.normal(size=(3, 4))
+_b1, _W2 = _rng.normal(size=4), _rng.normal(size=(4, 3))
 _dm = _rng.normal(size=(1, 2, 3))
 _got = mlp_backward(_dm, _c, _c @ _W1 + _b1, _W1, _W2)
 assert set(_got) == {"c", "W1", "b1", "W2", "b2"}, f"keys {sorted(_got)}, expected c, W1, b1, W2, b2"
@@ -222,10 +223,12 @@ for (_b, _l, _d, _f), _seed in [((2, 3, 4, 8), 11), ((1, 1, 3, 5), 12), ((3, 2, 
     _got = mlp_backward(_dm, _c, _u, _W1, _W2)
     _t = {_n: _torch.tensor(_v, requires_grad=True) for _n, _v in
           [("c", _c), ("W1", _W1), ("b1", _b1), ("W2", _W2), ("b2", _b2)]}
-    _m = _torch.nn.functional.gelu(_t["c"] @ _t["W1"] + _t["b1"], approximate="tanh") @ _t["W2"] + _t["b2"]
+    _g = _torch.nn.functional.gelu(_t["c"] @ _t["W1"] + _t["b1"], approximate="tanh")   # [B, L, F]
+    _m = _g @ _t["W2"] + _t["b2"]                                                         # [B, L, D]
     _m.backward(_torch.tensor(_dm))
     for _n in _t:
-        check_close(_got[_n], _t[_n].grad.numpy(), tol=1e-9, what=f"d{_n} vs autograd, B, L, D, F = {_b, _l, _d, _f}")
+        check_close(_got[_n], _t[_n].grad.numpy(), tol=1e-9,
+                    what=f"d{_n} vs autograd, B, L, D, F = {_b, _l, _d, _f}")
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -298,7 +301,8 @@ for _shape, _seed in [((2, 3, 5, 2), 31), ((1, 1, 1, 4), 32), ((1, 2, 6, 3), 33)
     _q, _k, _v, _do = (_rng.normal(size=_shape) for _ in range(4))
     _got = attention_backward(_do, _q, _k, _v, causal=True)
     _tq, _tk, _tv = (_torch.tensor(_a, requires_grad=True) for _a in (_q, _k, _v))
-    _torch.nn.functional.scaled_dot_product_attention(_tq, _tk, _tv, is_causal=True).backward(_torch.tensor(_do))
+    _o = _torch.nn.functional.scaled_dot_product_attention(_tq, _tk, _tv, is_causal=True)
+    _o.backward(_torch.tensor(_do))
     for _i, (_name, _t) in enumerate([("dq", _tq), ("dk", _tk), ("dv", _tv)]):
         check_close(_got[_i], _t.grad.numpy(), tol=1e-9, what=f"{_name} vs autograd, causal, shape {_shape}")
 ### END HIDDEN TESTS
@@ -339,7 +343,8 @@ def _qkv_loss():
 
 _got = qkv_backward(_dq, _dk, _dv, _a, _Wq, _Wk, _Wv)
 assert set(_got) == {"a", "Wq", "Wk", "Wv"}, f"keys {sorted(_got)}, expected a, Wq, Wk, Wv"
-check_close(_got["a"], numerical_gradient(_qkv_loss, _a), tol=1e-6, what="da against finite differences (2 heads)")
+check_close(_got["a"], numerical_gradient(_qkv_loss, _a), tol=1e-6,
+            what="da against finite differences (2 heads)")
 check_close(_got["Wk"], numerical_gradient(_qkv_loss, _Wk), tol=1e-6, what="dWk against finite differences")
 ### BEGIN HIDDEN TESTS
 import torch as _torch
@@ -356,7 +361,8 @@ for (_b, _l, _d, _h), _seed in [((2, 3, 6, 3), 41), ((1, 1, 4, 1), 42), ((3, 2, 
     _loss.backward()
     check_close(_got["a"], _ta.grad.numpy(), tol=1e-9, what=f"da vs autograd, B, L, D, H = {_b, _l, _d, _h}")
     for _n, _tw in zip(("Wq", "Wk", "Wv"), _tW):
-        check_close(_got[_n], _tw.grad.numpy(), tol=1e-9, what=f"d{_n} vs autograd, B, L, D, H = {_b, _l, _d, _h}")
+        check_close(_got[_n], _tw.grad.numpy(), tol=1e-9,
+                    what=f"d{_n} vs autograd, B, L, D, H = {_b, _l, _d, _h}")
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -410,20 +416,25 @@ import torch.nn.functional as _F
 def _torch_block(x, p, n_heads):
     b, l, d = x.shape
     a = _F.layer_norm(x, (d,), p["ln1_g"], p["ln1_b"], eps=1e-5)
-    q, k, v = (t.view(b, l, n_heads, d // n_heads).transpose(1, 2) for t in (a @ p["Wq"], a @ p["Wk"], a @ p["Wv"]))
-    h = x + _F.scaled_dot_product_attention(q, k, v, is_causal=True).transpose(1, 2).reshape(b, l, d) @ p["Wo"]
+    q, k, v = (t.view(b, l, n_heads, d // n_heads).transpose(1, 2)          # [B, H, L, Dh]
+               for t in (a @ p["Wq"], a @ p["Wk"], a @ p["Wv"]))
+    o = _F.scaled_dot_product_attention(q, k, v, is_causal=True)            # [B, H, L, Dh]
+    h = x + o.transpose(1, 2).reshape(b, l, d) @ p["Wo"]                    # [B, L, D]
     c = _F.layer_norm(h, (d,), p["ln2_g"], p["ln2_b"], eps=1e-5)
     return h + _F.gelu(c @ p["W1"] + p["b1"], approximate="tanh") @ p["W2"] + p["b2"]
 
 
-for (_b, _l, _d, _h, _f), _seed in [((2, 5, 8, 2, 16), 52), ((1, 1, 4, 1, 8), 53), ((1, 4, 6, 3, 12), 54), ((3, 1, 4, 2, 8), 55)]:
+for (_b, _l, _d, _h, _f), _seed in [((2, 5, 8, 2, 16), 52), ((1, 1, 4, 1, 8), 53),   # B = L = H = 1
+                                     ((1, 4, 6, 3, 12), 54), ((3, 1, 4, 2, 8), 55)]:
     _rng = np.random.default_rng(_seed)
-    _params, _x, _dy = init_block(_d, _f, seed=_seed), _rng.normal(size=(_b, _l, _d)), _rng.normal(size=(_b, _l, _d))
+    _params = init_block(_d, _f, seed=_seed)
+    _x, _dy = _rng.normal(size=(_b, _l, _d)), _rng.normal(size=(_b, _l, _d))
     _, _cache = block_forward(_x, _params, _h)
     _got = block_backward(_dy, _cache, _params, _h)
     _tx = _torch.tensor(_x, requires_grad=True)
     _torch_block(_tx, {_n: _torch.tensor(_v) for _n, _v in _params.items()}, _h).backward(_torch.tensor(_dy))
-    check_close(_got["x"], _tx.grad.numpy(), tol=1e-9, what=f"dx vs autograd, B, L, D, H, F = {_b, _l, _d, _h, _f}")
+    check_close(_got["x"], _tx.grad.numpy(), tol=1e-9,
+                what=f"dx vs autograd, B, L, D, H, F = {_b, _l, _d, _h, _f}")
 ### END HIDDEN TESTS
 
 # %% [test] id=test_block_backward_weights points=2
@@ -444,19 +455,24 @@ import torch.nn.functional as _F
 def _torch_block(x, p, n_heads):
     b, l, d = x.shape
     a = _F.layer_norm(x, (d,), p["ln1_g"], p["ln1_b"], eps=1e-5)
-    q, k, v = (t.view(b, l, n_heads, d // n_heads).transpose(1, 2) for t in (a @ p["Wq"], a @ p["Wk"], a @ p["Wv"]))
-    h = x + _F.scaled_dot_product_attention(q, k, v, is_causal=True).transpose(1, 2).reshape(b, l, d) @ p["Wo"]
+    q, k, v = (t.view(b, l, n_heads, d // n_heads).transpose(1, 2)          # [B, H, L, Dh]
+               for t in (a @ p["Wq"], a @ p["Wk"], a @ p["Wv"]))
+    o = _F.scaled_dot_product_attention(q, k, v, is_causal=True)            # [B, H, L, Dh]
+    h = x + o.transpose(1, 2).reshape(b, l, d) @ p["Wo"]                    # [B, L, D]
     c = _F.layer_norm(h, (d,), p["ln2_g"], p["ln2_b"], eps=1e-5)
     return h + _F.gelu(c @ p["W1"] + p["b1"], approximate="tanh") @ p["W2"] + p["b2"]
 
 
-for (_b, _l, _d, _h, _f), _seed in [((2, 5, 8, 2, 16), 62), ((1, 1, 4, 1, 8), 63), ((1, 4, 6, 3, 12), 64), ((3, 1, 4, 2, 8), 65)]:
+for (_b, _l, _d, _h, _f), _seed in [((2, 5, 8, 2, 16), 62), ((1, 1, 4, 1, 8), 63),   # B = L = H = 1
+                                     ((1, 4, 6, 3, 12), 64), ((3, 1, 4, 2, 8), 65)]:
     _rng = np.random.default_rng(_seed)
-    _params, _x, _dy = init_block(_d, _f, seed=_seed), _rng.normal(size=(_b, _l, _d)), _rng.normal(size=(_b, _l, _d))
+    _params = init_block(_d, _f, seed=_seed)
+    _x, _dy = _rng.normal(size=(_b, _l, _d)), _rng.normal(size=(_b, _l, _d))
     _, _cache = block_forward(_x, _params, _h)
     _got = block_backward(_dy, _cache, _params, _h)
     _tp = {_n: _torch.tensor(_v, requires_grad=True) for _n, _v in _params.items()}
     _torch_block(_torch.tensor(_x), _tp, _h).backward(_torch.tensor(_dy))
     for _n, _t in _tp.items():
-        check_close(_got[_n], _t.grad.numpy(), tol=1e-9, what=f"d{_n} vs autograd, B, L, D, H, F = {_b, _l, _d, _h, _f}")
+        check_close(_got[_n], _t.grad.numpy(), tol=1e-9,
+                    what=f"d{_n} vs autograd, B, L, D, H, F = {_b, _l, _d, _h, _f}")
 ### END HIDDEN TESTS
