@@ -159,8 +159,8 @@ check_close(kl_penalized_rewards(_s, _logp, _ref, _m, 0.1), _ref_rewards(_s, _lo
 # `gamma` and `lam` may be anywhere in $[0, 1]$, ends included: $\lambda = 0$ gives the
 # one-step TD error, and $\gamma = \lambda = 1$ gives the sum of the remaining rewards
 # minus $V_t$ (Monte Carlo minus the baseline). A row whose tokens are all real ends at
-# column `T - 1`: there is no $V_T$ to bootstrap from, it is 0. No gradient needs to flow
-# into either output.
+# column `T - 1`: there is no $V_T$ to bootstrap from, it is 0. A row without real tokens
+# gets zeros. No gradient needs to flow into either output.
 
 # %% [solution] id=gae
 def gae(rewards, values, mask, gamma=1.0, lam=0.95):
@@ -235,7 +235,7 @@ check_close(torch.where(_m, 0.0, _ret), torch.zeros(3, 5),
             "returns on padding, lengths [2, 4, 1] of T=5")
 ### END HIDDEN TESTS
 
-# %% [test] id=test_gae_full_rows points=1
+# %% [test] id=test_gae_full_and_empty_rows points=1
 _m = torch.ones(1, 2, dtype=torch.bool)
 _r = torch.tensor([[0.0, 1.0]], dtype=torch.float64)
 _v = torch.tensor([[0.5, 0.5]], dtype=torch.float64)
@@ -245,11 +245,13 @@ check_close(gae(_r, _v, _m, gamma=0.9, lam=0.8)[0], [[0.31, 0.5]],
 ### BEGIN HIDDEN TESTS
 from lib.rl import gae as _ref_gae
 _g = torch.Generator().manual_seed(24)
-_m = response_mask([4, 4, 2], 4)
-_r = torch.where(_m, torch.randn(3, 4, generator=_g, dtype=torch.float64), 0.0)
-_v = torch.where(_m, torch.randn(3, 4, generator=_g, dtype=torch.float64), 0.0)
-check_close(gae(_r, _v, _m, gamma=0.9, lam=0.8)[0], _ref_gae(_r, _v, _m, gamma=0.9, lam=0.8)[0],
-            "advantages, lengths [4, 4, 2] of T=4 (two rows without padding)")
+_m = response_mask([4, 4, 0, 2], 4)
+_r = torch.where(_m, torch.randn(4, 4, generator=_g, dtype=torch.float64), 0.0)
+_v = torch.where(_m, torch.randn(4, 4, generator=_g, dtype=torch.float64), 0.0)
+_adv, _ret = gae(_r, _v, _m, lam=0.8, gamma=0.9)
+check_close(_adv, _ref_gae(_r, _v, _m, gamma=0.9, lam=0.8)[0],
+            "advantages, lengths [4, 4, 0, 2] of T=4 (two rows without padding, one empty)")
+check_close(_ret[2], torch.zeros(4), "returns of the empty row, lengths [4, 4, 0, 2] of T=4")
 ### END HIDDEN TESTS
 
 # %% [test] id=test_gae_monte_carlo points=1

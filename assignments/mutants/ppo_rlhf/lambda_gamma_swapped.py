@@ -1,6 +1,6 @@
 # mutant: lambda and gamma swapped: the TD error discounts V_{t+1} by lambda instead of gamma
 # replaces: gae
-# fails: test_gae, test_gae_returns, test_gae_padding, test_gae_full_rows, test_gae_monte_carlo
+# fails: test_gae, test_gae_returns, test_gae_padding, test_gae_full_and_empty_rows, test_gae_monte_carlo
 def gae(rewards, values, mask, gamma=1.0, lam=0.95):
     m = mask.bool()
     zero = torch.zeros((), dtype=rewards.dtype)

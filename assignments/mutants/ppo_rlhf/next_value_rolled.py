@@ -1,6 +1,6 @@
 # mutant: V_{t+1} taken with torch.roll, which wraps V_0 round into the last column of a row without padding
 # replaces: gae
-# fails: test_gae_full_rows
+# fails: test_gae_full_and_empty_rows
 def gae(rewards, values, mask, gamma=1.0, lam=0.95):
     m = mask.bool()
     zero = torch.zeros((), dtype=rewards.dtype)
