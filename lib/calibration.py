@@ -152,7 +152,8 @@ def fit_platt(scores: np.ndarray, labels: np.ndarray, n_iter: int = 50) -> tuple
     ``L(a, b) = mean_i [log(1 + exp(a s_i + b)) - y_i (a s_i + b)]`` is convex: its Hessian
     is ``mean_i pi_i (1 - pi_i) [s_i, 1][s_i, 1]^T`` with ``pi_i = sigmoid(a s_i + b)``.
     Newton's method from ``(1, 0)`` (the identity map) is run for ``n_iter`` steps or until
-    the step is below ``1e-12``. This is the plain maximum-likelihood fit; Platt (1999) also
+    the step is below ``1e-12``; each step is halved until it does not raise ``L`` (plain
+    Newton overshoots, and can diverge, when the scores are over-confident). This is the plain maximum-likelihood fit; Platt (1999) also
     smooths the targets to ``(N+ + 1) / (N+ + 2)`` and ``1 / (N- + 2)``, which we do not.
     Temperature scaling of the log-odds is the special case ``b = 0``, ``a = 1 / T``.
     With ``a > 0`` the map is increasing, so the ROC curve and its AUC are unchanged.
@@ -171,16 +172,28 @@ def fit_platt(scores: np.ndarray, labels: np.ndarray, n_iter: int = 50) -> tuple
                          f"(shape {shape_of(labels)})")
     x = np.stack([scores, np.ones_like(scores)], axis=1)             # [N, 2]
     theta = np.array([1.0, 0.0])                                      # [2] = (a, b)
+    loss = _platt_nll(theta, x, labels)
     for _ in range(n_iter):
         z = x @ theta                                                 # [N]
         pi = 0.5 * (1.0 + np.tanh(0.5 * z))                           # sigmoid, no overflow
         grad = x.T @ (pi - labels) / len(labels)                      # [2]
         hess = (x * (pi * (1 - pi))[:, None]).T @ x / len(labels)     # [2, 2]
         step = np.linalg.solve(hess + 1e-12 * np.eye(2), grad)        # [2]
-        theta = theta - step
+        for _ in range(60):                                           # backtracking
+            new_loss = _platt_nll(theta - step, x, labels)
+            if new_loss <= loss:
+                break
+            step = step / 2
+        theta, loss = theta - step, min(loss, new_loss)
         if np.max(np.abs(step)) < 1e-12:
             break
     return float(theta[0]), float(theta[1])
+
+
+def _platt_nll(theta: np.ndarray, x: np.ndarray, labels: np.ndarray) -> float:
+    """``mean_i [log(1 + exp(z_i)) - y_i z_i]`` with ``z = x theta``, without overflow."""
+    z = x @ theta                                                     # [N]
+    return float(np.mean(np.logaddexp(0.0, z) - labels * z))
 
 
 def _check_binary(name: str, x: np.ndarray) -> np.ndarray:
@@ -257,12 +270,10 @@ def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
     ranking, so any increasing transform of the scores leaves it unchanged.
     """
     scores, labels = _check_scores(scores, labels)
-    order = np.argsort(scores, kind="stable")
-    ranks = np.empty(len(scores))
-    ranks[order] = np.arange(1, len(scores) + 1)
-    for value in np.unique(scores):                                      # mid-ranks for ties
-        tied = scores == value
-        ranks[tied] = ranks[tied].mean()
+    values, inverse, counts = np.unique(scores, return_inverse=True, return_counts=True)
+    before = np.cumsum(counts) - counts            # [U] scores strictly below each value
+    mid_rank = before + (counts + 1) / 2           # [U] mean of the ranks before+1..before+count
+    ranks = mid_rank[inverse]                      # [N] tied scores share their mean rank
     n_pos = int(labels.sum())
     n_neg = len(labels) - n_pos
     return float((ranks[labels == 1].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))

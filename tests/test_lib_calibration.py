@@ -265,6 +265,28 @@ def test_platt_keeps_the_roc_auc():
     assert roc_auc(a * s + b, y) == pytest.approx(roc_auc(s, y)), "an increasing map keeps AUC"
 
 
+def test_platt_converges_on_over_confident_scores():
+    # Scores 8x too confident (true a = 1/8): plain Newton from (1, 0) overshoots and
+    # diverges to a ~ 1e11 on this data; the halved steps converge to the optimum.
+    from lib.calibration import fit_platt
+    rng = np.random.default_rng(14)
+    z = rng.normal(0.0, 1.5, 4000)
+    y = (rng.random(4000) < 1 / (1 + np.exp(-z))).astype(int)
+    a, b = fit_platt(8 * z, y)
+    pi = 1 / (1 + np.exp(-(a * 8 * z + b)))
+    grad = np.array([np.mean((pi - y) * 8 * z), np.mean(pi - y)])
+    assert np.abs(grad).max() < 1e-9, f"gradient at the fit {(a, b)} is {grad}, not 0"
+    assert abs(a - 1 / 8) < 0.02 and abs(b) < 0.15, f"expected about (0.125, 0), got {(a, b)}"
+
+
+def test_roc_auc_mid_ranks_match_pairwise_counting_with_many_ties():
+    rng = np.random.default_rng(5)
+    scores, labels = rng.integers(0, 7, 400).astype(float), rng.integers(0, 2, 400)
+    pos, neg = scores[labels == 1], scores[labels == 0]
+    pairwise = ((pos[:, None] > neg[None, :]) + 0.5 * (pos[:, None] == neg[None, :])).mean()
+    assert roc_auc(scores, labels) == pytest.approx(pairwise, abs=1e-12)
+
+
 def test_platt_rejects_one_class_and_mismatched_shapes():
     from lib.calibration import fit_platt
     with pytest.raises(ValueError, match="both classes"):
