@@ -69,24 +69,24 @@ def group_advantages(rewards, group_size, eps=1e-4):
 
 # %% [test] id=test_group_advantages points=2
 _adv = group_advantages(torch.tensor([0.0, 1.0, 2.0, 3.0], dtype=torch.float64), 2)
-check_close(_adv.view(2, 2).sum(1), [0.0, 0.0])
+check_close(_adv.view(2, 2).sum(1), [0.0, 0.0], what="per-group sums of the advantages of [0, 1, 2, 3], group_size 2")
 ### BEGIN HIDDEN TESTS
 from lib.rl import group_advantages as _ref_adv
 # two groups with very different means: per-group statistics, Bessel std, eps
 _r = torch.tensor([1.0, 0.0, 0.0, 1.0, 5.0, 6.0, 9.0, 4.0], dtype=torch.float64)
-check_close(group_advantages(_r, 4), _ref_adv(_r, 4))
+check_close(group_advantages(_r, 4), _ref_adv(_r, 4), what=f"advantages of {_r.tolist()}, group_size 4")
 _g = torch.Generator().manual_seed(3)
 _r = torch.rand(12, generator=_g, dtype=torch.float64) + torch.arange(12.0, dtype=torch.float64)
-check_close(group_advantages(_r, 3), _ref_adv(_r, 3))
+check_close(group_advantages(_r, 3), _ref_adv(_r, 3), what="advantages of 12 random rewards, group_size 3")
 ### END HIDDEN TESTS
 
 # %% [test] id=test_zero_variance_group points=1
 _adv = group_advantages(torch.tensor([1.0, 1.0, 1.0, 0.0, 1.0, 0.0], dtype=torch.float64), 3)
 assert torch.isfinite(_adv).all(), f"non-finite advantages {_adv}"
 ### BEGIN HIDDEN TESTS
-check_close(_adv[:3], [0.0, 0.0, 0.0])
+check_close(_adv[:3], [0.0, 0.0, 0.0], what="advantages of the equal-reward group [1, 1, 1]")
 _adv = group_advantages(torch.zeros(4, dtype=torch.float64), 2)
-check_close(_adv, [0.0, 0.0, 0.0, 0.0])
+check_close(_adv, [0.0, 0.0, 0.0, 0.0], what="advantages of [0, 0, 0, 0], group_size 2")
 ### END HIDDEN TESTS
 
 # %% [test] id=test_group_size_bounds points=1
@@ -156,7 +156,7 @@ def clipped_token_loss(logp, old_logp, advantages, clip_eps=0.2):
 # %% [test] id=test_clipped_loss points=2
 _lp = torch.zeros(2, 3, dtype=torch.float64)
 check_close(clipped_token_loss(_lp, _lp, torch.tensor([1.0, -2.0], dtype=torch.float64)),
-            [[-1.0, -1.0, -1.0], [2.0, 2.0, 2.0]])
+            [[-1.0, -1.0, -1.0], [2.0, 2.0, 2.0]], what="loss at ratio 1, advantages [1, -2]")
 ### BEGIN HIDDEN TESTS
 from lib.rl import clipped_surrogate as _ref_clip
 _g = torch.Generator().manual_seed(4)
@@ -164,19 +164,20 @@ _old = -3 * torch.rand(4, 6, generator=_g, dtype=torch.float64)
 _new = _old + 0.5 * torch.randn(4, 6, generator=_g, dtype=torch.float64)
 _a = torch.randn(4, generator=_g, dtype=torch.float64)
 for _eps in (0.1, 0.2, 0.3):
-    check_close(clipped_token_loss(_new, _old, _a, _eps), _ref_clip(_new, _old, _a, _eps))
+    check_close(clipped_token_loss(_new, _old, _a, _eps), _ref_clip(_new, _old, _a, _eps),
+                what=f"loss of a random [4, 6] batch, clip_eps {_eps}")
 # long sequences have tiny probabilities: the ratio must come from a log-prob difference
 check_close(clipped_token_loss(torch.tensor([[-800.0]], dtype=torch.float64),
                                torch.tensor([[-800.1]], dtype=torch.float64),
                                torch.tensor([1.0], dtype=torch.float64)),
-            [[-math.exp(0.1)]])
+            [[-math.exp(0.1)]], what="loss at log-probs -800 and -800.1, advantage 1")
 ### END HIDDEN TESTS
 
 # %% [test] id=test_clip_sides points=1
 _lp = torch.full((1, 1), math.log(1.5), dtype=torch.float64, requires_grad=True)
 clipped_token_loss(_lp, torch.zeros(1, 1, dtype=torch.float64),
                    torch.tensor([1.0], dtype=torch.float64)).sum().backward()
-check_close(_lp.grad, [[0.0]])          # A > 0 and ratio above 1 + eps: clipped, no gradient
+check_close(_lp.grad, [[0.0]], what="gradient at ratio 1.5, advantage 1")   # clipped, no gradient
 ### BEGIN HIDDEN TESTS
 # (advantage, ratio, clipped?) for both signs on both sides of the trust region
 for _a, _rho, _clipped in ((1.0, 0.5, False), (-1.0, 0.5, True), (-1.0, 1.5, False)):
@@ -185,8 +186,8 @@ for _a, _rho, _clipped in ((1.0, 0.5, False), (-1.0, 0.5, True), (-1.0, 1.5, Fal
                                torch.tensor([_a], dtype=torch.float64))
     _loss.sum().backward()
     _want_loss = -min(max(_rho, 0.8), 1.2) * _a if _clipped else -_rho * _a
-    check_close(_loss, [[_want_loss]])
-    check_close(_lp.grad, [[0.0 if _clipped else -_a * _rho]])
+    check_close(_loss, [[_want_loss]], what=f"loss at ratio {_rho}, advantage {_a}")
+    check_close(_lp.grad, [[0.0 if _clipped else -_a * _rho]], what=f"gradient at ratio {_rho}, advantage {_a}")
 ### END HIDDEN TESTS
 
 # %% [test] id=test_length_one points=1
@@ -239,17 +240,18 @@ def aggregate_loss(per_token, mask, loss_type="grpo"):
 # %% [test] id=test_aggregation points=2
 _l = torch.tensor([[1.0, 2.0, 3.0], [4.0, 0.0, 0.0]], dtype=torch.float64)
 _m = torch.tensor([[True, True, True], [True, False, False]])
-check_close(aggregate_loss(_l, _m, "grpo"), (2.0 + 4.0) / 2)
+check_close(aggregate_loss(_l, _m, "grpo"), (2.0 + 4.0) / 2, what="grpo, lengths [3, 1]")
 ### BEGIN HIDDEN TESTS
 from lib.rl import masked_mean as _ref_masked_mean
-check_close(aggregate_loss(_l, _m, "bnpo"), 10.0 / 4)
-check_close(aggregate_loss(_l, _m, "dr_grpo"), 10.0 / 6)
+check_close(aggregate_loss(_l, _m, "bnpo"), 10.0 / 4, what="bnpo, lengths [3, 1]")
+check_close(aggregate_loss(_l, _m, "dr_grpo"), 10.0 / 6, what="dr_grpo, lengths [3, 1] of T=3")
 _g = torch.Generator().manual_seed(5)
 _l = torch.randn(4, 7, generator=_g, dtype=torch.float64)
 _m = torch.arange(7)[None, :] < torch.tensor([[7], [3], [1], [5]])
-check_close(aggregate_loss(_l, _m, "grpo"), _ref_masked_mean(_l, _m, dim=1).mean())
-check_close(aggregate_loss(_l, _m, "bnpo"), _ref_masked_mean(_l, _m))
-check_close(aggregate_loss(_l, _m, "dr_grpo"), (_l * _m).sum() / 28)
+check_close(aggregate_loss(_l, _m, "grpo"), _ref_masked_mean(_l, _m, dim=1).mean(),
+            what="grpo, lengths [7, 3, 1, 5] of T=7")
+check_close(aggregate_loss(_l, _m, "bnpo"), _ref_masked_mean(_l, _m), what="bnpo, lengths [7, 3, 1, 5] of T=7")
+check_close(aggregate_loss(_l, _m, "dr_grpo"), (_l * _m).sum() / 28, what="dr_grpo, lengths [7, 3, 1, 5] of T=7")
 try:
     aggregate_loss(_l, _m, "sum")
 except ValueError:
@@ -261,12 +263,12 @@ else:
 # %% [test] id=test_padding_excluded points=1
 _l = torch.tensor([[1.0, 1.0e6], [2.0, 2.0]], dtype=torch.float64)
 _m = torch.tensor([[True, False], [True, True]])
-check_close(aggregate_loss(_l, _m, "bnpo"), (1.0 + 2.0 + 2.0) / 3)
+check_close(aggregate_loss(_l, _m, "bnpo"), (1.0 + 2.0 + 2.0) / 3, what="bnpo, 1e6 under the padding")
 ### BEGIN HIDDEN TESTS
 _l = torch.tensor([[1.0, math.inf], [2.0, math.nan], [5.0, 5.0]], dtype=torch.float64)
 _m = torch.tensor([[True, False], [True, False], [False, False]])
 for _kind, _want in (("grpo", (1.0 + 2.0 + 0.0) / 3), ("bnpo", 3.0 / 2), ("dr_grpo", 3.0 / 6)):
-    check_close(aggregate_loss(_l, _m, _kind), _want)
+    check_close(aggregate_loss(_l, _m, _kind), _want, what=f"{_kind}, inf and nan under the padding, an empty row")
 ### END HIDDEN TESTS
 
 # %% [markdown]
