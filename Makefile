@@ -10,7 +10,7 @@ MATHJAX := _mathjax/mathjax/tex-chtml.js
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
 .PHONY: help venv mathjax book book-strict serve lab test test-lib test-notebooks \
-        test-assignments test-site test-gpu release autograde clean workshop workshop-deps workshop-stop
+        test-assignments test-site test-gpu release autograde gradescope clean workshop workshop-deps workshop-stop
 
 help:
 	@echo "make book       build the site into _build/html (executes every chapter)"
@@ -20,6 +20,7 @@ help:
 	@echo "make lab        JupyterLab on the chapters and assignments"
 	@echo "make release    student versions of every assignment in dist/release and dist/release.zip"
 	@echo "make autograde SUBMISSIONS=dir   grade dir/<student>/<assignment>/<assignment>.ipynb"
+	@echo "make gradescope  dist/gradescope/<assignment>.zip: a Gradescope autograder per assignment"
 	@echo "make workshop ROSTER=roster.csv  JupyterHub with the course on 127.0.0.1:8080 (as root)"
 	@echo "make workshop-stop               stop it and every learner's server"
 
@@ -76,6 +77,10 @@ release: venv
 autograde: venv
 	@test -n "$(SUBMISSIONS)" || { echo "usage: make autograde SUBMISSIONS=<folder>"; exit 2; }
 	$(BIN)/python tools/course_cli.py autograde "$(SUBMISSIONS)" --out dist
+
+# One Gradescope autograder per assignment (tools/gradescope.py; instructor guide).
+gradescope: venv
+	$(BIN)/python tools/gradescope.py build --out dist/gradescope
 
 # The workshop's JupyterHub: its proxy comes from npm, the hub from requirements.txt.
 CHP_VERSION := 5.3.0
