@@ -1,9 +1,12 @@
 """Byte-level byte-pair encoding (BPE), in plain Python.
 
 The base vocabulary is the 256 byte values, so every Unicode string can be encoded (as its
-UTF-8 bytes) and there is no unknown token. Training repeatedly finds the most frequent
-adjacent pair of token ids and gives it a new id (256, 257, ...). Text is first split into
-chunks by a pre-tokenization pattern and merges never cross a chunk boundary, as in GPT-2.
+UTF-8 bytes) and there is no unknown token. (A Python ``str`` may also hold lone
+surrogates such as ``"\\ud800"``, which are not Unicode scalar values and have no UTF-8
+bytes: encoding them raises ``UnicodeEncodeError``, a ``ValueError``.) Training repeatedly
+finds the most frequent adjacent pair of token ids and gives it a new id (256, 257, ...).
+Text is first split into chunks by a pre-tokenization pattern and merges never cross a
+chunk boundary, as in GPT-2.
 Two patterns are built in:
 
 - ``"simple"``: a word with its optional leading space, a run of other symbols with its
@@ -16,7 +19,8 @@ they are never split, never merged with their neighbours, and get the ids after 
 
 Encoding applies the learned merges in the order they were learned (lowest new id first);
 decoding concatenates the bytes of each id and decodes UTF-8. For ids produced by
-``encode`` the round trip ``decode(encode(s)) == s`` is exact for every string.
+``encode`` the round trip ``decode(encode(s)) == s`` is exact for every string without
+lone surrogates.
 """
 from __future__ import annotations
 

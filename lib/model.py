@@ -13,8 +13,9 @@ Attention is causal multi-head attention with RoPE on queries and keys
 no positional embedding and no bias anywhere. The head is either its own matrix or the
 embedding matrix itself (``tie_weights=True``).
 
-Initialisation (as in Stanford CS336's assignment 1, after the truncated-normal habit of
-GPT-2 and T5): ``Linear(d_in, d_out)`` draws ``N(0, s^2)`` with ``s = sqrt(2 / (d_in +
+Initialisation (as in Stanford CS336's assignment 1; BERT's TensorFlow code also truncates
+its normal initializer, while GPT-2's reference code draws a plain ``N(0, 0.02^2)``):
+``Linear(d_in, d_out)`` draws ``N(0, s^2)`` with ``s = sqrt(2 / (d_in +
 d_out))`` truncated to ``[-3s, 3s]``; ``Embedding`` draws ``N(0, 1)`` truncated to
 ``[-3, 3]``; RMSNorm gains start at 1.
 """

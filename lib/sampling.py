@@ -268,8 +268,10 @@ def beam_search(step_fn: StepFn, bos_id: int, eos_id: int, beam_size: int, max_l
     .. math:: \\text{score} = \\frac{\\sum_t \\log p(y_t \\mid y_{<t})}{|y|^{\\alpha}},
 
     where ``|y|`` counts the generated tokens (bos excluded, eos included) and ``alpha`` is
-    ``length_penalty``. With ``alpha = 0`` the score is the raw sum, which always prefers
-    short hypotheses because every extra token adds a negative log-prob. Cost: at most
+    ``length_penalty``. With ``alpha = 0`` the score is the raw sum, which is biased toward
+    short hypotheses: extending a hypothesis never raises its score (every extra token adds
+    a log-prob ``<= 0``). It does not always pick the shortest one: a longer hypothesis of
+    likely tokens beats a short one whose tokens are unlikely. Cost: at most
     ``max_len - 1`` calls of ``step_fn`` on ``[<= beam_size, t]``.
 
     Returns ``(sequence, score)``: the ids as a list starting with ``bos_id``, and the score.

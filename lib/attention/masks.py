@@ -32,8 +32,9 @@ def sliding_window_mask(lq: int, window: int, lk: int | None = None,
     """Bool ``[lq, lk]`` causal sliding-window (local) mask, aligned bottom-right.
 
     With ``s = lk - lq``, query ``i`` may see key ``j`` iff ``i + s - window < j <= i + s``:
-    the ``window`` most recent keys, itself included, as in Longformer's local attention and
-    Mistral's sliding window. ``window >= lk`` gives :func:`causal_mask`.
+    the ``window`` most recent keys, itself included, as in Mistral's sliding window.
+    (Longformer's local attention is the bidirectional variant: ``window / 2`` keys on each
+    side, not causal.) ``window >= lk`` gives :func:`causal_mask`.
 
     Example: ``sliding_window_mask(4, 2)`` ->
     ``[[1,0,0,0], [1,1,0,0], [0,1,1,0], [0,0,1,1]]``.
