@@ -19,7 +19,7 @@ help:
 	@echo "make serve      serve _build/html on http://localhost:8000"
 	@echo "make lab        JupyterLab on the chapters and assignments"
 	@echo "make release    student versions of every assignment in dist/release and dist/release.zip"
-	@echo "make autograde SUBMISSIONS=dir   grade dir/<student>/<assignment>/<assignment>.ipynb"
+	@echo "make autograde SUBMISSIONS=dir [JOBS=N]  grade dir/<student>/<assignment>/<assignment>.ipynb"
 	@echo "make gradescope  dist/gradescope/<assignment>.zip: a Gradescope autograder per assignment"
 	@echo "make workshop ROSTER=roster.csv  JupyterHub with the course on 127.0.0.1:8080 (as root)"
 	@echo "make workshop-stop               stop it and every learner's server"
@@ -76,7 +76,7 @@ release: venv
 
 autograde: venv
 	@test -n "$(SUBMISSIONS)" || { echo "usage: make autograde SUBMISSIONS=<folder>"; exit 2; }
-	$(BIN)/python tools/course_cli.py autograde "$(SUBMISSIONS)" --out dist
+	$(BIN)/python tools/course_cli.py autograde "$(SUBMISSIONS)" --out dist --jobs $(or $(JOBS),1)
 
 # One Gradescope autograder per assignment (tools/gradescope.py; instructor guide).
 gradescope: venv

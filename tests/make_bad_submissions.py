@@ -168,7 +168,8 @@ def cases(a: Assignment, other: Assignment | None, small: bool) -> list[tuple]:
 
 
 def _malformed_and_injected(a: Assignment) -> list[tuple]:
-    """Issue 23: files that used to abort the batch, a symlink, a huge cell, HTML injection."""
+    """Issue 23: files that used to abort the batch, a symlink, a huge cell, HTML injection,
+    a flood of output and a full /tmp."""
     t = a.target
     sol = json.dumps(a.solution(), indent=1)
     with_list_id = a.solution()
@@ -206,6 +207,12 @@ def _malformed_and_injected(a: Assignment) -> list[tuple]:
          ["RuntimeError"]),
         ("symlink_to_good", "hostile", "the submission is a symbolic link to a student's "
          "graded notebook", ("symlink", f"{a.name}-good"), a.zero, ["symbolic link"]),
+        ("flood_output", "hostile", f"answer `{t}` prints 64 MiB before defining a correct "
+         "function", a.prefixed(t, "for _ in range(64):\n    print('x' * 2**20)"), a.full,
+         ["output was cut"]),
+        ("fill_tmp", "hostile", f"answer `{t}` writes 1 GiB of files to /tmp",
+         a.prefixed(t, "import numpy as np\n_block = np.zeros(2**24)\nfor _i in range(8):\n"
+                       "    _block.tofile(f'/tmp/fill{_i}')"), a.without(t), ["OSError"]),
     ]
 
 

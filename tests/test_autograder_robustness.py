@@ -183,11 +183,9 @@ def test_symlinked_or_irregular_submissions_are_refused(tmp_path):
 # --------------------------------------------------------------------------------------
 def run_sandboxed(code: str, tmp_path: Path, **kwargs) -> dict:
     """Run ``code`` in the sandbox; it prints one JSON object, which is returned."""
-    scratch = tmp_path / "scratch"
-    scratch.mkdir(exist_ok=True)
-    argv = sandbox.bwrap_argv([sys.executable, "-c", code], scratch=scratch, **kwargs)
+    argv = sandbox.bwrap_argv([sys.executable, "-c", code], **kwargs)
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=120,
-                          preexec_fn=sandbox.limit_memory)
+                          preexec_fn=sandbox.limit_resources)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -240,7 +238,7 @@ print(json.dumps(result))
 
 
 @needs_bwrap
-def test_sandbox_writes_only_to_its_scratch_folder(tmp_path):
+def test_sandbox_writes_only_to_its_own_tmp(tmp_path):
     workdir = tmp_path / "sub"
     workdir.mkdir()
     mounted = [str(workdir / "pwned.txt"),                 # the submission folder
@@ -256,9 +254,9 @@ def test_sandbox_writes_only_to_its_scratch_folder(tmp_path):
     # The repository folder itself is not mounted: a write there fails, unless the checkout
     # lies under /tmp, where the sandbox's /tmp (the scratch) takes the write instead.
     assert seen[repository] != "written" or ROOT.is_relative_to("/tmp"), seen
-    # Whatever the sandbox saw, nothing appeared outside the scratch folder on the host.
-    assert not any(Path(p).exists() for p in (*mounted, repository))
-    assert (tmp_path / "scratch" / "allowed.txt").exists()
+    # Whatever the sandbox saw, nothing appeared on the host: its /tmp is a tmpfs of its own.
+    assert not any(Path(p).exists() for p in (*mounted, repository, "/tmp/allowed.txt"))
+    assert list(tmp_path.iterdir()) == [workdir] and not any(workdir.iterdir())
 
 
 @needs_bwrap
@@ -300,6 +298,63 @@ except MemoryError:
 """
     seen = run_sandboxed(code, tmp_path)
     assert seen["error"] == "MemoryError" and seen["arrays"] < 4
+
+
+@needs_bwrap
+def test_attack_filling_tmp_stops_at_the_scratch_cap(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFS_SCRATCH_MB", "16")
+    code = """
+import json
+block, written = bytes(2**20), 0   # 1 MiB
+try:
+    for i in range(64):
+        with open(f"/tmp/fill{i}", "wb") as f:
+            f.write(block)
+        written += 1
+    error = None
+except OSError as e:
+    error = e.strerror
+print(json.dumps({"error": error, "mib": written}))
+"""
+    seen = run_sandboxed(code, tmp_path)
+    assert seen["error"] == "No space left on device" and seen["mib"] <= 16, seen
+
+
+@needs_bwrap
+@pytest.mark.skipif(not sandbox.tasks_can_be_capped(),
+                    reason="no writable cgroup v1 pids hierarchy on this machine")
+def test_attack_fork_bomb_stops_at_the_task_cap(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFS_MAX_TASKS", "40")
+    code = """
+import json, os, time
+children, error = 0, None
+try:
+    for _ in range(300):
+        if os.fork() == 0:
+            time.sleep(60)
+            os._exit(0)
+        children += 1
+except OSError as e:
+    error = type(e).__name__
+print(json.dumps({"error": error, "children": children}))
+"""
+    seen = run_sandboxed(code, tmp_path)
+    assert seen["error"] == "BlockingIOError" and seen["children"] < 40, seen
+    sandbox.remove_finished_cgroups()
+
+
+def test_each_grading_kernel_gets_a_socket_folder_of_its_own(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFS_IPC_DIR", str(tmp_path))
+    manager = sandbox.private_ipc_kernel_manager()
+    first, second = manager(transport="ipc"), manager(transport="ipc")
+    folders = {Path(first.ip).parent, Path(second.ip).parent}
+    assert len(folders) == 2 and all(f.parent == tmp_path for f in folders)
+    for km in (first, second):
+        km.connection_file = str(Path(km.ip).parent / "connection.json")
+        km.write_connection_file()
+        argv = sandbox.kernel_argv(km.connection_file, [])
+        writable = {argv[i + 1] for i, arg in enumerate(argv) if arg == "--bind"}
+        assert writable == {str(Path(km.ip).parent)}, argv
 
 
 def test_missing_bubblewrap_stops_grading_with_a_clear_message(monkeypatch):
@@ -345,15 +400,15 @@ SETUP_SRC = ("import numpy as np\n\n\ndef check_close(a, b, tol=1e-9):\n"
 def student(tmp_path: Path, code: str, names: list[str], setup: str = SETUP_SRC,
             timeout: float = 20) -> recheck.StudentProcess:
     process = recheck.StudentProcess([setup], [("answer", code)], names, with_lib=False,
-                                     timeout=timeout, scratch=tmp_path / "student")
+                                     timeout=timeout)
     process.endpoint.deadline = time.monotonic() + timeout
     return process
 
 
-def run_job(tmp_path: Path, tests: dict[str, str], answer: str, timeout: float = 5) -> dict:
+def run_job(tmp_path: Path, tests: dict[str, str], answer: str, timeout: float = 20) -> dict:
     names = sorted(policy.top_level_names(answer))
     job = {"setup": [SETUP_SRC], "tests": list(tests.items()), "cell_timeout": timeout,
-           "with_lib": False, "scratch": str(tmp_path / "scratch"),
+           "with_lib": False,
            "submissions": [{"student": "s", "cells": [["answer", answer]], "names": names}]}
     (tmp_path / "job.json").write_text(json.dumps(job))
     recheck.trusted_main(tmp_path / "job.json", tmp_path / "out.json")
@@ -418,13 +473,13 @@ def test_a_looping_or_dying_answer_fails_only_its_own_tests(tmp_path):
 
 
 def run_pair(tmp_path: Path, tests: dict[str, str], hostile: str, honest: str,
-             timeout: float = 5) -> dict:
+             timeout: float = 20) -> dict:
     """Re-check a hostile answer and an honest one in the same job, hostile first."""
     submissions = [{"student": name, "cells": [["answer", code]],
                     "names": sorted(policy.top_level_names(code))}
                    for name, code in (("hostile", hostile), ("honest", honest))]
     job = {"setup": [SETUP_SRC], "tests": list(tests.items()), "cell_timeout": timeout,
-           "with_lib": False, "scratch": str(tmp_path / "scratch"), "submissions": submissions}
+           "with_lib": False, "submissions": submissions}
     (tmp_path / "job.json").write_text(json.dumps(job))
     recheck.trusted_main(tmp_path / "job.json", tmp_path / "out.json")
     return json.loads((tmp_path / "out.json").read_text())
@@ -481,6 +536,21 @@ def test_attack_special_names_of_a_students_object_are_never_consulted(tmp_path)
 
 
 @needs_bwrap
+def test_attack_a_huge_reply_is_refused_quickly_and_fails_only_its_own_test(tmp_path):
+    # 128 MiB of float64 as one reply used to take minutes to read (the buffer was
+    # searched and copied once per 1 MiB chunk); now it is read in linear time and refused.
+    hostile = "import numpy as np\n\ndef total(x):\n    return np.zeros(2**24)\n"
+    honest = "import numpy as np\n\ndef total(x):\n    return float(np.sum(x))\n"
+    tests = {"huge": "assert total(np.ones(3)) == 3.0\n",
+             "again": "assert total(np.arange(4.0)) == 6.0\n"}
+    started = time.monotonic()
+    results = run_pair(tmp_path, tests, hostile, honest)
+    assert time.monotonic() - started < 120
+    assert "MiB in one reply" in results["hostile"]["tests"]["huge"]["reason"], results["hostile"]
+    assert all(t["passed"] for t in results["honest"]["tests"].values()), results["honest"]
+
+
+@needs_bwrap
 def test_attack_a_student_that_stops_reading_the_pipe_times_out_only_its_own_test(tmp_path):
     # The answer writes a raw request into the re-check's pipe and never reads the reply:
     # the reply (it carries the 4 MB array shared in the call) fills the pipe. Every
@@ -493,8 +563,8 @@ def test_attack_a_student_that_stops_reading_the_pipe_times_out_only_its_own_tes
     tests = {"big": "x = np.ones(500_000)\nassert total(x) == 500_000.0\n",
              "small": "assert total(np.ones(3)) == 3.0\n"}
     started = time.monotonic()
-    results = run_pair(tmp_path, tests, hostile, honest, timeout=8)
-    assert time.monotonic() - started < 60
+    results = run_pair(tmp_path, tests, hostile, honest, timeout=15)
+    assert time.monotonic() - started < 120
     assert results["hostile"]["tests"]["big"]["reason"].startswith("timeout"), results["hostile"]
     assert all(t["passed"] for t in results["honest"]["tests"].values()), results["honest"]
 
@@ -520,6 +590,34 @@ def batch(tmp_path_factory):
     details = json.loads((base / "dist" / "details.json").read_text())
     return {"manifest": manifest, "rows": rows, "details": details, "dist": base / "dist",
             "submissions": base / "submissions", "stdout": proc.stdout, "elapsed": elapsed}
+
+
+@pytest.mark.slow
+@needs_bwrap
+def test_parallel_grading_gives_the_grades_of_the_serial_batch(batch, tmp_path):
+    import course_cli
+
+    chosen = sorted(batch["manifest"])[::4]          # a spread of good, broken and hostile
+    subset = tmp_path / "subset"
+    subset.mkdir()
+    for student in chosen:
+        course_cli._copy_keeping_links(batch["submissions"] / student, subset / student)
+    proc = subprocess.run([sys.executable, str(ROOT / "tools" / "course_cli.py"), "autograde",
+                           str(subset), "--out", str(tmp_path / "dist"), "--timeout", "5",
+                           "--jobs", "2"], capture_output=True, text=True, timeout=1500)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    assert f"{len(chosen)}/{len(chosen)}" in proc.stderr, "the progress bar reaches the total"
+    with (tmp_path / "dist" / "grades.csv").open() as f:
+        parallel = [row for row in csv.DictReader(f)]
+    serial = [row for row in batch["rows"] if row["student_id"] in chosen]
+    drop_seconds = lambda rows: sorted(  # noqa: E731
+        tuple((k, v) for k, v in row.items() if k != "seconds") for row in rows)
+    assert drop_seconds(parallel) == drop_seconds(serial)
+    details = json.loads((tmp_path / "dist" / "details.json").read_text())
+    assert {k: v["scores"] for k, v in details.items()} == {
+        k: v["scores"] for k, v in batch["details"].items() if v["student"] in chosen}
+    for student in chosen:
+        assert any((tmp_path / "dist" / "feedback" / student).rglob("*.html")), student
 
 
 @pytest.mark.slow
@@ -641,6 +739,33 @@ def test_a_reference_solution_short_of_full_marks_refuses_the_batch(tmp_path, mo
     assert "\n" not in message and "reference solution of 'numerics'" in message
     assert "No module named 'lib_not_in_the_sandbox'" in message, message
     assert not (tmp_path / "dist" / "grades.csv").exists()
+
+
+@pytest.mark.slow
+@needs_bwrap
+def test_a_checkout_whose_virtualenv_is_a_symlink_to_another_checkouts_grades_right(tmp_path):
+    """Issue 14 item 1, literally: a second checkout whose `.venv` is a symbolic link to this
+    checkout's virtualenv (whose editable install maps `lib` to *this* checkout, which the
+    second checkout's sandbox does not mount). `lib` must still resolve in the sandbox."""
+    checkout = tmp_path / "checkout"
+    for part in ("lib", "tools", "assignments/source/numerics", "assignments/mutants/numerics"):
+        shutil.copytree(ROOT / part, checkout / part,
+                        ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "assignments" / "nbgrader_config.py", checkout / "assignments")
+    (checkout / ".venv").symlink_to(Path(sys.prefix))
+    student = tmp_path / "submissions" / "alice" / "numerics"
+    student.mkdir(parents=True)
+    shutil.copy(ROOT / "assignments" / "source" / "numerics" / "numerics.ipynb", student)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFS_", "PYTHON"))}
+    proc = subprocess.run([str(checkout / ".venv" / "bin" / "python"),
+                           str(checkout / "tools" / "course_cli.py"), "autograde",
+                           str(tmp_path / "submissions"), "--out", str(tmp_path / "dist"),
+                           "--timeout", "20"], capture_output=True, text=True, timeout=900,
+                          env=env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    with (tmp_path / "dist" / "grades.csv").open() as f:
+        (row,) = list(csv.DictReader(f))
+    assert row["score"] == row["max_score"], row
 
 
 def test_a_test_that_fails_only_in_the_notebook_run_says_its_message(tmp_path):

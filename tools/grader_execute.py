@@ -9,6 +9,12 @@ the student keeps the points of the cells that passed before and scores zero on 
 A kernel that ignores the interrupt sent at a timeout would make every later cell wait
 for the full timeout; after two timeouts in a row the kernel is shut down and the
 remaining cells are marked as not run.
+
+A notebook may print at most ``MLFS_OUTPUT_KB`` kilobytes (default 1024) of output in
+all: past that, streams and displays are dropped and one note says so, so a student who
+prints 256 MiB cannot make the grader hold it in memory or write it into a feedback page.
+Errors are always kept (cut to a few kilobytes): nbgrader grades a test cell by whether
+it raised.
 """
 from __future__ import annotations
 
@@ -26,8 +32,19 @@ def _error(name: str, text: str) -> NotebookNode:
     return NotebookNode(output_type="error", ename=name, evalue=text, traceback=[f"{name}: {text}"])
 
 
+def _kilobytes(text) -> int:
+    return len(str(text)) // 1024
+
+
 class SandboxExecute(Execute):
-    """``Execute`` that records a dead or unresponsive kernel in the cells' outputs."""
+    """``Execute`` that records a dead or unresponsive kernel in the cells' outputs, starts
+    each kernel with a socket folder of its own, and caps the output a notebook may print."""
+
+    def __init__(self, *args, **kwargs):
+        import sandbox
+
+        kwargs.setdefault("kernel_manager_class", sandbox.private_ipc_kernel_manager())
+        super().__init__(*args, **kwargs)
 
     def preprocess(self, nb, resources=None, km=None):
         import sandbox
@@ -35,7 +52,27 @@ class SandboxExecute(Execute):
         sandbox.bwrap_path()  # no sandbox: refuse before any student code runs
         self._stopped: str | None = None
         self._timeouts_in_a_row = 0
+        self._output_kb = 0
+        self._output_cut = False
         return super().preprocess(nb, resources, km)
+
+    def output(self, outs, msg, display_id, cell_index):
+        """Keep the notebook's output under the cap; always keep errors (cut short)."""
+        budget = int(os.environ.get("MLFS_OUTPUT_KB", 1024))
+        content = msg.get("content", {})
+        if msg["msg_type"] == "error":
+            content["traceback"] = [str(line)[:4000] for line in content.get("traceback", [])[-50:]]
+            content["evalue"] = str(content.get("evalue", ""))[:4000]
+            return super().output(outs, msg, display_id, cell_index)
+        self._output_kb += _kilobytes(content)
+        if self._output_kb <= budget:
+            return super().output(outs, msg, display_id, cell_index)
+        if not self._output_cut:
+            self._output_cut = True
+            outs.append(NotebookNode(output_type="stream", name="stderr", text=(
+                f"[grader] output was cut: this notebook printed more than {budget} KB; "
+                "the rest of its output is dropped\n")))
+        return None
 
     def preprocess_cell(self, cell, resources, index):
         if cell.cell_type != "code":

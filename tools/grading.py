@@ -239,13 +239,14 @@ def recheck(name: str, layout: Layout, subs: list[Submission], scratch: Path,
             cell_timeout: float) -> dict:
     """Run ``tools/recheck.py`` on every submission of one assignment."""
     setup_names = layout.setup_names
+    # The names the tests may call; private ones (`_x`) stay in the student's process.
     job = {"setup": layout.setup, "tests": list(layout.tests.items()),
-           "cell_timeout": cell_timeout, "scratch": str(scratch),
+           "cell_timeout": cell_timeout,
            "with_lib": "lib" in policy.imported_roots(layout.setup),
            "submissions": [{"student": s.student, "cells": list(s.answers.items()),
-                            "names": sorted(set().union(*map(policy.top_level_names,
-                                                             s.answers.values()))
-                                            - setup_names)} for s in subs]}
+                            "names": sorted(n for n in set().union(*map(
+                                policy.top_level_names, s.answers.values())) - setup_names
+                                if not n.startswith("_"))} for s in subs]}
     job_path, result_path = scratch / f"{name}-job.json", scratch / f"{name}-result.json"
     scratch.mkdir(parents=True, exist_ok=True)
     job_path.write_text(json.dumps(job))

@@ -65,6 +65,15 @@ class RemoteError(Exception):
     """An exception of a type that is not re-created across the boundary."""
 
 
+class MessageTooLarge(StudentDied):
+    """The student's process sent more than ``MAX_MESSAGE_BYTES`` in one message."""
+
+
+# The largest message the trusted side accepts from the student's process (the tests'
+# arrays are small; a 128 MiB array exported by an answer cell is not an answer).
+MAX_MESSAGE_BYTES = 64 * 2**20
+
+
 # --------------------------------------------------------------------------------------
 # Data across the boundary
 # --------------------------------------------------------------------------------------
@@ -234,7 +243,8 @@ class Endpoint:
         self.read_fd, self.write_fd, self.trusted = read_fd, write_fd, trusted
         self.side = "T" if trusted else "S"
         self.objects: dict[int, object] = {}
-        self.buffer = b""
+        self.buffer = bytearray()
+        self.scanned = 0  # bytes of the buffer already searched for the end of a message
         self.deadline: float | None = None
         self.depth = 0
         # Arrays, tensors and generators that crossed during the current exchange, by key:
@@ -363,13 +373,19 @@ class Endpoint:
             raise StudentTimeout()
 
     def receive(self) -> dict:
-        while b"\n" not in self.buffer:
+        """The next message: bytes up to a newline, read in time linear in their length."""
+        while (end := self.buffer.find(b"\n", self.scanned)) < 0:
+            self.scanned = len(self.buffer)
+            if self.trusted and self.scanned > MAX_MESSAGE_BYTES:
+                raise MessageTooLarge(f"it sent more than {MAX_MESSAGE_BYTES >> 20} MiB at once")
             self._wait(self.read_fd)
             chunk = os.read(self.read_fd, 1 << 20)
             if not chunk:
                 raise StudentDied("the student's process ended")
             self.buffer += chunk
-        line, _, self.buffer = self.buffer.partition(b"\n")
+        line = bytes(self.buffer[:end])
+        del self.buffer[:end + 1]
+        self.scanned = 0
         return json.loads(line)
 
     def request(self, op: str, **fields):
@@ -665,16 +681,16 @@ class StudentProcess:
     """A sandboxed ``recheck.py --student`` process with the answer cells loaded."""
 
     def __init__(self, setup: list[str], cells: list[tuple[str, str]], names: list[str],
-                 *, with_lib: bool, timeout: float, scratch: Path):
+                 *, with_lib: bool, timeout: float):
         sys.path.insert(0, str(Path(__file__).resolve().parent))
         import sandbox
 
-        scratch.mkdir(parents=True, exist_ok=True)
         script = Path(__file__).resolve()
-        argv = sandbox.bwrap_argv([sys.executable, str(script), "--student"], scratch=scratch,
+        argv = sandbox.bwrap_argv([sys.executable, str(script), "--student"],
                                   read_only=(script,), with_lib=with_lib)
         self.process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                        stderr=subprocess.DEVNULL, preexec_fn=sandbox.limit_memory)
+                                        stderr=subprocess.DEVNULL,
+                                        preexec_fn=sandbox.limit_resources)
         self.endpoint = Endpoint(self.process.stdout.fileno(), self.process.stdin.fileno(),
                                  trusted=True)
         os.set_blocking(self.process.stdin.fileno(), False)  # writes return what fits
@@ -688,11 +704,14 @@ class StudentProcess:
         self.errors, self.exports = reply["errors"], reply["exports"]
 
     def close(self) -> None:
+        import sandbox
+
         if self.process.poll() is None:
             self.process.kill()
         self.process.wait()
         for stream in (self.process.stdin, self.process.stdout):
             stream.close()
+        sandbox.remove_finished_cgroups()
 
     def exit_reason(self) -> str:
         code = self.process.poll()
@@ -707,6 +726,9 @@ def _describe(error: BaseException, cell_timeout: float, student: StudentProcess
     if isinstance(error, StudentTimeout):
         return (f"timeout: your code ran longer than {cell_timeout:g} s (the per-cell limit) "
                 "and was stopped")
+    if isinstance(error, MessageTooLarge):
+        return (f"your code sent the grader more than {MAX_MESSAGE_BYTES >> 20} MiB in one "
+                "reply (return small arrays: the tests' inputs are small)")
     if isinstance(error, StudentDied):
         why = student.exit_reason() if student else "it ended"
         return (f"your code's process died ({why}); the most common cause is the memory cap "
@@ -718,7 +740,7 @@ def _describe(error: BaseException, cell_timeout: float, student: StudentProcess
     return text
 
 
-def recheck_submission(job: dict, submission: dict, scratch: Path) -> dict:
+def recheck_submission(job: dict, submission: dict) -> dict:
     """``{"tests": {grade_id: {"passed", "reason"}}, "cell_errors": {...}}`` of one student."""
     timeout = float(job["cell_timeout"])
     tests: dict[str, dict] = {}
@@ -729,15 +751,14 @@ def recheck_submission(job: dict, submission: dict, scratch: Path) -> dict:
         exec(compile(source, "<setup cell>", "exec"), namespace)  # noqa: S102 (trusted)
     trusted_names = set(namespace)  # a student's name never replaces one of the setup's
     cell_errors: dict[str, str] = {}
-    for index, (grade_id, source) in enumerate(job["tests"]):
+    for grade_id, source in job["tests"]:
         if startup_failure is not None:
             tests[grade_id] = {"passed": False, "reason": startup_failure}
             continue
         if student is None:
             try:
                 student = StudentProcess(job["setup"], submission["cells"], submission["names"],
-                                         with_lib=job["with_lib"], timeout=timeout,
-                                         scratch=scratch / f"student-{index}")
+                                         with_lib=job["with_lib"], timeout=timeout)
             except (StudentTimeout, StudentDied) as error:
                 startup_failure = ("your answer cells could not be loaded: "
                                    + _describe(error, timeout, None))
@@ -763,13 +784,11 @@ def recheck_submission(job: dict, submission: dict, scratch: Path) -> dict:
 def trusted_main(job_path: Path, result_path: Path) -> None:
     """Re-check every submission of one job file; write the results as JSON."""
     job = json.loads(job_path.read_text())
-    scratch = Path(job["scratch"])
     results = {}
     for submission in job["submissions"]:
         started = time.monotonic()
         try:
-            results[submission["student"]] = recheck_submission(
-                job, submission, scratch / submission["student"])
+            results[submission["student"]] = recheck_submission(job, submission)
         except Exception:  # a bug here must not lose the other students' results
             results[submission["student"]] = {"grader_error": traceback.format_exc()[-4000:]}
         results[submission["student"]]["seconds"] = time.monotonic() - started

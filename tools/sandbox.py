@@ -1,5 +1,5 @@
 """Run a student's code in a bubblewrap sandbox: no network, a read-only view of the system
-without the course folder, writes only to a scratch folder, and a memory cap.
+without the course folder, writes only to its own size-limited /tmp, and caps on memory and tasks.
 
 Two programs use it:
 
@@ -14,14 +14,20 @@ Two programs use it:
 What the sandbox sees: ``/usr`` and a few files of ``/etc`` read-only, the Python
 installation and the virtualenv read-only, ``lib/`` read-only only when asked for (the
 hidden tests use it as their oracle), the submission's own folder read-only as the working
-directory, and a fresh scratch folder as ``/tmp`` and ``$HOME`` (the only writable place,
-deleted afterwards). The repository, the course folder (instructor source, gradebook,
+directory, and a fresh, size-limited ``tmpfs`` as ``/tmp`` and ``$HOME`` (the only writable
+place; it vanishes with the sandbox). A grading kernel also sees its own socket folder,
+and no other kernel's. The repository, the course folder (instructor source, gradebook,
 other students' work) and the network do not exist inside it.
 
 Limits (environment variables read when the sandbox starts; ``nbgrader_config.py`` sets
-the defaults): ``MLFS_MEMORY_MB`` caps the address space of the student's process
-(``RLIMIT_AS``), so an allocation past the cap raises ``MemoryError`` instead of taking
-the grading machine down.
+the defaults):
+
+* ``MLFS_MEMORY_MB`` caps the address space of the student's process (``RLIMIT_AS``), so
+  an allocation past the cap raises ``MemoryError`` instead of taking the machine down;
+* ``MLFS_SCRATCH_MB`` is the size of ``/tmp``: a write past it fails with ``OSError``
+  (no space left on device);
+* ``MLFS_MAX_TASKS`` caps the processes and threads of one sandbox (a fork bomb gets
+  ``BlockingIOError``), through a ``pids`` cgroup (see :func:`limit_tasks`).
 """
 from __future__ import annotations
 
@@ -38,6 +44,8 @@ ROOT = Path(__file__).resolve().parents[1]
 TOOLS = ROOT / "tools"
 LIB = ROOT / "lib"
 DEFAULT_MEMORY_MB = 3072
+DEFAULT_SCRATCH_MB = 256
+DEFAULT_MAX_TASKS = 256
 # Environment variables a student's process may see; everything else is dropped.
 PASSED_ENV = ("LANG", "LC_ALL", "TRITON_INTERPRET", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
               "PYTHONHASHSEED")
@@ -64,13 +72,17 @@ def memory_limit_bytes() -> int:
     return int(os.environ.get("MLFS_MEMORY_MB", DEFAULT_MEMORY_MB)) * 2**20
 
 
+def scratch_bytes() -> int:
+    return int(os.environ.get("MLFS_SCRATCH_MB", DEFAULT_SCRATCH_MB)) * 2**20
+
+
 def _python_roots() -> list[Path]:
     """Folders the interpreter needs: its installation and the virtualenv."""
     roots = {Path(sys.base_prefix).resolve(), Path(sys.prefix)}
     return sorted(r for r in roots if not str(r).startswith("/usr"))
 
 
-def bwrap_argv(command: list[str], *, scratch: Path, workdir: Path | None = None,
+def bwrap_argv(command: list[str], *, workdir: Path | None = None,
                read_only: tuple[Path, ...] = (), read_write: tuple[Path, ...] = (),
                with_lib: bool = False) -> list[str]:
     """The ``bwrap`` command line that runs ``command`` in the sandbox described above."""
@@ -81,7 +93,8 @@ def bwrap_argv(command: list[str], *, scratch: Path, workdir: Path | None = None
             argv += ["--symlink", os.readlink(Path("/", link)), f"/{link}"]
     for name in ETC_FILES:
         argv += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
-    argv += ["--bind", str(scratch), "/tmp"]  # first, so that binds below /tmp stay visible
+    # /tmp first, so that binds below it stay visible; a tmpfs, so its size is capped
+    argv += ["--size", str(scratch_bytes()), "--tmpfs", "/tmp"]
     for path in (*_python_roots(), *read_only, *((LIB,) if with_lib else ())):
         argv += ["--ro-bind", str(path), str(path)]
     for path in read_write:
@@ -92,7 +105,10 @@ def bwrap_argv(command: list[str], *, scratch: Path, workdir: Path | None = None
     for name in PASSED_ENV:
         if name in os.environ:
             argv += ["--setenv", name, os.environ[name]]
-    # The sandbox's root is a tmpfs: make it read-only, so that only the scratch folder (and
+    if with_lib:  # `import lib` finds the mounted lib/ first, whatever the virtualenv's
+        # editable install points at (a venv shared with, or symlinked from, another checkout)
+        argv += ["--setenv", "PYTHONPATH", str(ROOT)]
+    # The sandbox's root is a tmpfs: make it read-only, so that only /tmp (and
     # the kernel's socket folder) can be written.
     argv += ["--remount-ro", "/", "--chdir", str(workdir or "/tmp"), "--", *command]
     return argv
@@ -102,6 +118,83 @@ def limit_memory() -> None:
     """``preexec_fn``: cap the address space of the process about to be started."""
     limit = memory_limit_bytes()
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+
+def limit_resources() -> None:
+    """``preexec_fn`` of a sandbox: the memory cap and the cap on tasks."""
+    limit_memory()
+    limit_tasks()
+
+
+# The pids controller of cgroup v1. (cgroup v2 would need the controller delegated to our
+# subtree; it is not supported here, and tasks_can_be_capped() then says False.)
+PIDS_ROOT = Path("/sys/fs/cgroup/pids")
+
+
+def _pids_parent() -> Path | None:
+    """A writable folder under which this machine lets us create ``pids`` cgroups."""
+    if not (PIDS_ROOT / "tasks").exists():
+        return None
+    parent = PIDS_ROOT / "mlfs-sandboxes"
+    try:
+        parent.mkdir(exist_ok=True)
+    except OSError:
+        return None
+    return parent
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError:
+        return ""
+
+
+def _write(path: Path, text: str) -> bool:
+    try:
+        path.write_text(text)
+        return True
+    except OSError:
+        return False
+
+
+def tasks_can_be_capped() -> bool:
+    """Whether :func:`limit_tasks` has a mechanism on this machine (a pids cgroup)."""
+    return _pids_parent() is not None
+
+
+def limit_tasks() -> None:
+    """Put the calling process (and so its future children) in a cgroup of its own whose
+    ``pids.max`` is ``MLFS_MAX_TASKS``: past it ``fork`` and thread creation fail with
+    ``EAGAIN``.
+
+    ``RLIMIT_NPROC`` would be the obvious tool but the kernel does not enforce it for
+    root (the grader in CI runs as root) and counts every process of the user, not of one
+    sandbox; a ``pids`` cgroup counts exactly the sandbox's tasks. Without a writable
+    cgroup hierarchy nothing is capped (``tasks_can_be_capped()`` says so).
+    """
+    parent = _pids_parent()
+    if parent is None:
+        return
+    group = parent / str(os.getpid())
+    try:
+        group.mkdir(exist_ok=True)
+    except OSError:
+        return
+    limit = int(os.environ.get("MLFS_MAX_TASKS", DEFAULT_MAX_TASKS))
+    if _write(group / "pids.max", str(limit)):
+        _write(group / "cgroup.procs", str(os.getpid()))
+
+
+def remove_finished_cgroups() -> None:
+    """Remove the cgroups of sandboxes that have ended (an empty cgroup can be removed)."""
+    parent = _pids_parent()
+    for group in (parent.iterdir() if parent else ()):
+        if group.is_dir() and not _read(group / "cgroup.procs").strip():
+            try:
+                group.rmdir()
+            except OSError:  # a process entered it meanwhile
+                pass
 
 
 def install_kernelspec(jupyter_dir: Path) -> Path:
@@ -119,7 +212,7 @@ _GRADER_FOLDER: list[Path] = []
 
 
 def _grader_folder() -> Path:
-    """This process's private folder (kernel spec, sockets, scratch), removed at exit.
+    """This process's private folder (kernel spec, socket folders), removed at exit.
 
     nbgrader may load its configuration more than once; all loads share one folder.
     """
@@ -128,6 +221,7 @@ def _grader_folder() -> Path:
         (base / "ipc").mkdir()
         install_kernelspec(base / "jupyter")
         atexit.register(shutil.rmtree, base, ignore_errors=True)
+        atexit.register(remove_finished_cgroups)
         _GRADER_FOLDER.append(base)
     return _GRADER_FOLDER[0]
 
@@ -136,8 +230,8 @@ def configure_nbgrader(c, *, cell_timeout: int, memory_mb: int) -> None:
     """Point nbgrader's kernels at the sandbox (called from ``nbgrader_config.py``).
 
     Every kernel is started by :func:`run_kernel`; nbgrader reaches it over Unix sockets
-    in a private folder, which is the only part of the grader's file system the kernel
-    can write besides its scratch folder. Releasing an assignment runs no student code and
+    in a folder private to that kernel, the only part of the grader's file system the
+    kernel can write (besides its own ``/tmp``). Releasing an assignment runs no student code and
     works without bubblewrap; grading refuses to start without it
     (:meth:`grader_execute.SandboxExecute.preprocess`).
     """
@@ -145,11 +239,9 @@ def configure_nbgrader(c, *, cell_timeout: int, memory_mb: int) -> None:
     base = _grader_folder()
     ipc_dir = base / "ipc"
     os.environ["MLFS_IPC_DIR"] = str(ipc_dir)
-    os.environ["MLFS_SCRATCH_ROOT"] = str(base / "scratch")
     os.environ["JUPYTER_PATH"] = str(base / "jupyter")
     c.KernelSpecManager.ensure_native_kernel = False
     c.KernelManager.transport = "ipc"
-    c.KernelManager.ip = str(ipc_dir / "kernel")
     import grader_execute
 
     c.Autograde.autograde_preprocessors = grader_execute.autograde_preprocessors()
@@ -161,18 +253,41 @@ def configure_nbgrader(c, *, cell_timeout: int, memory_mb: int) -> None:
                       "grader's per-cell limit) and was interrupted"]}
 
 
+def private_ipc_kernel_manager() -> type:
+    """nbgrader's kernel manager, but each kernel's sockets live in a folder of its own.
+
+    With one shared socket folder, bound writable into every kernel, one student's code
+    could leave a file there for the next student's code to read; a folder per kernel,
+    created here and the only one bound into that kernel's sandbox, closes that channel.
+    """
+    from jupyter_client.manager import AsyncKernelManager
+
+    class PrivateIpcKernelManager(AsyncKernelManager):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            folder = tempfile.mkdtemp(prefix="kernel-", dir=os.environ["MLFS_IPC_DIR"])
+            self.ip = str(Path(folder) / "kernel")
+
+    return PrivateIpcKernelManager
+
+
+def kernel_argv(connection_file: str, extra: list[str]) -> list[str]:
+    """The ``bwrap`` command line of one grading kernel.
+
+    The kernel sees its connection file (read-only) and its own socket folder, the parent
+    folder of the ``ip`` its connection file names (see :func:`private_ipc_kernel_manager`).
+    """
+    connection = Path(connection_file).resolve()
+    ipc_folder = Path(json.loads(connection.read_text())["ip"]).parent
+    return bwrap_argv([sys.executable, "-m", "ipykernel_launcher", "-f", str(connection), *extra],
+                      workdir=Path.cwd(), read_only=(Path.cwd(), connection),
+                      read_write=(ipc_folder,), with_lib=True)
+
+
 def run_kernel(connection_file: str, extra: list[str]) -> None:
     """Replace this process by a sandboxed IPython kernel (the kernel spec's command)."""
-    connection = Path(connection_file).resolve()
-    scratch_root = Path(os.environ.get("MLFS_SCRATCH_ROOT", tempfile.gettempdir()))
-    scratch_root.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix="kernel-", dir=scratch_root))
-    ipc_dir = Path(os.environ["MLFS_IPC_DIR"])
-    argv = bwrap_argv([sys.executable, "-m", "ipykernel_launcher", "-f", str(connection),
-                       *extra],
-                      scratch=scratch, workdir=Path.cwd(), read_only=(Path.cwd(), connection),
-                      read_write=(ipc_dir,), with_lib=True)
-    limit_memory()
+    argv = kernel_argv(connection_file, extra)
+    limit_resources()
     os.execv(argv[0], argv)
 
 
