@@ -153,6 +153,8 @@ CASES = [
      ["q", "shape"]),
     ("lib.attention.sdpa.scaled_dot_product_attention", "mask",
      (Q, Q, Q), {"mask": torch.ones(5, 5, dtype=torch.bool)}, ["mask", "shape"]),
+    ("lib.attention.sdpa.scaled_dot_product_attention", "probability",
+     (Q, Q, Q), {"dropout_p": 1.0}, ["dropout_p"]),
     ("lib.attention.sdpa.attention_probs", "mask",
      (Q, Q), {"mask": torch.ones(2, 2, 5, 3, dtype=torch.bool)}, ["mask", "shape"]),
     ("lib.attention.sdpa.masked_scores", "mask",
