@@ -9,8 +9,11 @@ so a layer ``y = x W^T + b`` becomes
     y = x W^T + b + (alpha / r) * (x A^T) B^T.
 
 ``B`` starts at zero, so the adapted model equals the base model at step 0; ``A`` starts
-random so that the gradient of ``B`` is not zero. The factor ``alpha / r`` keeps the size
-of the update roughly independent of the rank when the rank is changed (Hu et al., 2021).
+random so that the gradient of ``B`` is not zero. The factor ``alpha / r`` is Hu et al.'s
+(2021) way to make a change of rank need little retuning with Adam: after Adam's first step
+the first-order change of the loss does not depend on ``r``, although the norm of the update
+falls like ``1 / sqrt(r)``; rsLoRA (Kalajdzievski, 2023) scales by ``alpha / sqrt(r)``
+instead, which keeps that norm (``tests/test_lib_docstring_claims.py`` measures both).
 Merging folds the update into ``W`` so inference costs nothing extra.
 """
 from __future__ import annotations

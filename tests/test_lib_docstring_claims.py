@@ -14,6 +14,7 @@ import torch
 
 from lib.attention import sliding_window_mask
 from lib.bpe import train_bpe
+from lib.lora import lora_delta
 from lib.model import Linear
 from lib.sampling import beam_search
 
@@ -79,3 +80,36 @@ def test_linear_init_is_a_normal_truncated_at_three_sigma():
     expected_std = s * math.sqrt(1 - 6 * phi3 / mass)
     assert weight.std().item() == pytest.approx(expected_std, rel=0.01), (
         f"std {weight.std().item()} vs truncated-normal std {expected_std}")
+
+
+def _first_adam_step_update(r: int, alpha: float) -> tuple[float, float]:
+    """After one Adam step on ``B`` (``B = 0``, ``A`` random): (||dW||_F, <grad_W L, dW>)."""
+    gen = torch.Generator().manual_seed(0)
+    d, n = 128, 256
+    x = torch.randn(n, d, generator=gen, dtype=torch.float64)
+    w = torch.randn(d, d, generator=gen, dtype=torch.float64) / math.sqrt(d)
+    y = torch.randn(n, d, generator=gen, dtype=torch.float64)
+    a = torch.randn(r, d, generator=gen, dtype=torch.float64) / math.sqrt(d)
+    b = torch.zeros(d, r, dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.Adam([b], lr=1e-3)
+    ((x @ (w + lora_delta(a, b, alpha)).T - y) ** 2).mean().backward()
+    opt.step()
+    delta = lora_delta(a, b.detach(), alpha)                     # [d, d]
+    w_leaf = w.clone().requires_grad_(True)
+    (grad_w,) = torch.autograd.grad(((x @ w_leaf.T - y) ** 2).mean(), w_leaf)
+    return delta.norm().item(), (grad_w * delta).sum().item()
+
+
+def test_lora_alpha_over_r_keeps_the_first_order_effect_not_the_norm():
+    # lib/lora.py module docstring: with alpha / r and Adam, the first step's first-order
+    # loss change is independent of r, while ||dW|| falls like 1 / sqrt(r) (rsLoRA's point).
+    norm_4, effect_4 = _first_adam_step_update(4, alpha=8.0)
+    norm_64, effect_64 = _first_adam_step_update(64, alpha=8.0)
+    assert effect_4 < 0 and effect_64 / effect_4 == pytest.approx(1.0, rel=0.1), (
+        f"first-order loss change at r=4: {effect_4}, at r=64: {effect_64}")
+    assert norm_4 / norm_64 == pytest.approx(4.0, rel=0.2), (
+        f"||dW|| at r=4: {norm_4}, at r=64: {norm_64}; expected a ratio near sqrt(64 / 4) = 4")
+    # alpha / sqrt(r) (pass alpha * sqrt(r) to the alpha / r convention) keeps the norm
+    norm_64_rs, _ = _first_adam_step_update(64, alpha=8.0 * math.sqrt(64 / 4))
+    assert norm_64_rs / norm_4 == pytest.approx(1.0, rel=0.2), (
+        f"rank-stabilized ||dW|| at r=64: {norm_64_rs} vs {norm_4} at r=4")
