@@ -166,14 +166,23 @@ def test_find_notebook_takes_the_assignment_or_the_only_notebook(tmp_path):
     assert gradescope.find_notebook(folder, NAME)[0] is None, "a symbolic link is never read"
 
 
-def test_without_a_working_sandbox_the_student_gets_zero_and_the_reason(tmp_path, monkeypatch):
+@pytest.mark.parametrize("bwrap", ["missing", "no namespaces"])
+def test_without_a_working_sandbox_the_student_gets_zero_and_the_reason(bwrap, tmp_path,
+                                                                        monkeypatch):
     (tmp_path / "submission").mkdir()
     (tmp_path / "submission" / f"{NAME}.ipynb").write_text("{}")
-    monkeypatch.setattr(gradescope.shutil, "which", lambda name: None)
+    fake = tmp_path / "bwrap"   # a bubblewrap that the host's kernel refuses namespaces
+    fake.write_text("#!/bin/sh\necho 'bwrap: No permissions to create new namespace' >&2\n"
+                    "exit 1\n")
+    fake.chmod(0o755)
+    monkeypatch.setattr(gradescope.shutil, "which",
+                        lambda name: None if bwrap == "missing" else str(fake))
     results = gradescope.run(tmp_path, NAME)
     assert results == json.loads((tmp_path / "results" / "results.json").read_text())
     check_results_format(results, NAME)
-    assert results["score"] == 0.0 and "bubblewrap (bwrap) is not installed" in results["output"]
+    why = {"missing": "bubblewrap (bwrap) is not installed",
+           "no namespaces": "needs unprivileged user namespaces): bwrap: No permissions"}[bwrap]
+    assert results["score"] == 0.0 and why in results["output"], results["output"]
     assert all(t["output"].startswith("not graded: bubblewrap") for t in results["tests"])
 
 

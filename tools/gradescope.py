@@ -22,7 +22,8 @@ write ``/autograder/results/results.json``. ``AUTOGRADER_ROOT`` replaces ``/auto
 ``results.json`` has one test per graded cell of the notebook (``name`` = its nbgrader
 ``grade_id``, ``score``, ``max_score``, ``status``, ``output`` = the line of the grading
 report that says why points were lost), the total ``score``, and an ``output`` for the whole
-submission (the notes of the grading report). Tests that contain hidden tests have
+submission (the notes of the grading report, never the total, which would tell
+before the due date how the hidden tests went). Tests that contain hidden tests have
 ``visibility: "after_due_date"``, the others ``"visible"``; the grader's own log
 (``stdout``) stays hidden. A notebook that cannot be graded (none submitted, a corrupt file,
 a grader that refuses to run) still gets a ``results.json``: score 0 and the reason.
@@ -178,7 +179,7 @@ def sandbox_works() -> str:
                            "true"], capture_output=True, text=True, timeout=60)
     if proc.returncode != 0:
         return ("bubblewrap cannot create its sandbox on this machine (it needs unprivileged "
-                f"user namespaces): {proc.stderr.strip().splitlines()[-1:] or proc.returncode}")
+                f"user namespaces): {(proc.stderr.strip().splitlines() or [proc.returncode])[-1]}")
     return ""
 
 
@@ -195,7 +196,6 @@ def results_json(name: str, sub=None, note: str = "", failure: str = "") -> dict
     Without ``sub`` (the grader could not run) every test scores 0 and ``failure`` says why.
     """
     layout = layout_of(name)
-    total = sum(layout.points.values())
     why_not = failure or (sub.rejected if sub is not None else "")
     tests = []
     for gid, points in layout.points.items():
@@ -209,7 +209,8 @@ def results_json(name: str, sub=None, note: str = "", failure: str = "") -> dict
                       "visibility": ("after_due_date" if HIDDEN_MARK in layout.tests[gid]
                                      else "visible")})
     score = sum(t["score"] for t in tests)
-    lines = [f"{name}: {score:g} / {total:g} points."]
+    # No total in the text: before the due date it would tell how the hidden tests went.
+    lines = []
     if why_not:
         lines.append(f"This submission could not be graded: {why_not}.")
     if note:
