@@ -22,8 +22,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
 import course  # noqa: E402
 
 pytestmark = pytest.mark.slow
-NAMES = course.assignment_names()
-MUTANTS = [m for name in NAMES for m in course.mutants(name)]
+# Each assignment's tests share one graded course (``graded``, cached per process): under
+# xdist they form one group, so that one worker grades each assignment once.
+NAMES = [pytest.param(name, id=name, marks=pytest.mark.xdist_group(f"assignment-{name}"))
+         for name in course.assignment_names()]
+MUTANTS = [pytest.param(m, id=f"{m.assignment}/{m.name}",
+                        marks=pytest.mark.xdist_group(f"assignment-{m.assignment}"))
+           for name in course.assignment_names() for m in course.mutants(name)]
 
 
 @dataclass
@@ -109,7 +114,7 @@ def test_each_assignment_has_at_least_four_mutants(name):
     assert len(course.mutants(name)) >= 4
 
 
-@pytest.mark.parametrize("mutant", MUTANTS, ids=lambda m: f"{m.assignment}/{m.name}")
+@pytest.mark.parametrize("mutant", MUTANTS)
 def test_mutant_loses_exactly_the_points_of_the_tests_aimed_at_it(mutant, tmp_path_factory):
     """Every test the mutant names scores zero; every other test keeps its full marks.
 
@@ -133,7 +138,7 @@ def test_no_test_cell_reads_a_name_another_test_cell_binds():
     import cell_isolation
 
     report = cell_isolation.check_paths(
-        [course.ASSIGNMENTS / "source" / n / f"{n}.ipynb" for n in NAMES])
+        [course.ASSIGNMENTS / "source" / n / f"{n}.ipynb" for n in course.assignment_names()])
     assert not report, json.dumps(report, indent=1)
 
 

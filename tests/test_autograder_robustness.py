@@ -31,7 +31,9 @@ import policy  # noqa: E402
 import recheck  # noqa: E402
 import sandbox  # noqa: E402
 
-pytestmark = pytest.mark.xdist_group("robustness")
+# The tests of the graded batch share one module-scoped fixture: under xdist they run on
+# one worker (the "robustness" group, with the other slow grading tests); the rest spread.
+in_batch_group = pytest.mark.xdist_group("robustness")
 needs_bwrap = pytest.mark.skipif(shutil.which("bwrap") is None,
                                  reason="bubblewrap (bwrap) is not installed; .ci/run installs it")
 SETUP = {"np", "check_close"}
@@ -594,6 +596,7 @@ def batch(tmp_path_factory):
 
 @pytest.mark.slow
 @needs_bwrap
+@in_batch_group
 def test_parallel_grading_gives_the_grades_of_the_serial_batch(batch, tmp_path):
     import course_cli
 
@@ -622,6 +625,7 @@ def test_parallel_grading_gives_the_grades_of_the_serial_batch(batch, tmp_path):
 
 @pytest.mark.slow
 @needs_bwrap
+@in_batch_group
 def test_batch_has_one_csv_row_per_student(batch):
     students = [row["student_id"] for row in batch["rows"]]
     assert len(batch["manifest"]) >= 30
@@ -631,6 +635,7 @@ def test_batch_has_one_csv_row_per_student(batch):
 
 @pytest.mark.slow
 @needs_bwrap
+@in_batch_group
 def test_every_submission_gets_exactly_its_expected_scores(batch):
     wrong = {}
     for student, case in batch["manifest"].items():
@@ -648,6 +653,7 @@ def test_every_submission_gets_exactly_its_expected_scores(batch):
 
 @pytest.mark.slow
 @needs_bwrap
+@in_batch_group
 def test_every_submission_gets_feedback_that_says_what_happened(batch):
     missing, silent = [], {}
     for student, case in batch["manifest"].items():
@@ -664,6 +670,7 @@ def test_every_submission_gets_feedback_that_says_what_happened(batch):
 
 @pytest.mark.slow
 @needs_bwrap
+@in_batch_group
 def test_hostile_writes_left_no_file_behind(batch):
     assert not (ROOT / "pwned-repo.txt").exists()
     assert not list(batch["submissions"].rglob("pwned*"))
@@ -702,6 +709,7 @@ def test_the_workflow_chapter_states_the_real_grades_csv_header(tmp_path):
 
 @pytest.mark.slow
 @needs_bwrap
+@in_batch_group
 def test_feedback_pages_carry_no_student_html(batch):
     """Issue 23 item 12: the injection case's page shows its HTML as text, never as markup."""
     injected = [s for s, c in batch["manifest"].items() if c["case"] == "html_injection"]
