@@ -186,6 +186,35 @@ def test_without_a_working_sandbox_the_student_gets_zero_and_the_reason(bwrap, t
     assert all(t["output"].startswith("not graded: bubblewrap") for t in results["tests"])
 
 
+@pytest.mark.parametrize("upload", ["nothing", "refused"])
+def test_an_ungraded_submission_gets_zero_and_the_reason(upload, tmp_path, monkeypatch):
+    """How ``run`` reports what ``grade_batch`` decided (a fake batch: no sandbox needed)."""
+    import grading
+
+    (tmp_path / "submission").mkdir()
+    if upload == "refused":
+        (tmp_path / "submission" / f"{NAME}.ipynb").write_text("{}")
+    refusal = "refusing to grade: the reference solution of 'numerics' scores 0 / 10"
+    points = gradescope.layout_of(NAME).points
+
+    def fake_batch(submissions: Path, out: Path) -> list:
+        folder = submissions / gradescope.STUDENT / NAME
+        assert folder.is_dir() and (folder / f"{NAME}.ipynb").exists() == (upload != "nothing")
+        if upload == "refused":
+            raise grading.GradingRefused(refusal)
+        return [grading.Submission(gradescope.STUDENT, NAME, folder / f"{NAME}.ipynb",
+                                   rejected=f"no file {NAME}.ipynb in the submission folder",
+                                   scores={gid: 0.0 for gid in points})]
+
+    monkeypatch.setattr(gradescope, "sandbox_works", lambda: "")
+    monkeypatch.setattr(grading, "grade_batch", fake_batch)
+    results = gradescope.run(tmp_path, NAME)
+    check_results_format(results, NAME)
+    why = {"nothing": f"no notebook submitted: upload {NAME}.ipynb", "refused": refusal}[upload]
+    assert results["score"] == 0.0 and f"could not be graded: {why}." in results["output"]
+    assert all(t["output"] == f"not graded: {why}" for t in results["tests"]), results
+
+
 def test_run_autograder_writes_results_even_when_python_fails(tmp_path):
     gradescope.unpack(gradescope.build(NAME, tmp_path / "dist"), tmp_path / "source")
     shutil.copy2(tmp_path / "source" / "run_autograder", tmp_path / "run_autograder")
