@@ -54,6 +54,7 @@ SETUP_SH = """#!/usr/bin/env bash
 # Gradescope runs this once, as root, when it builds the autograder's image (Ubuntu).
 # The course is in /autograder/source; everything is installed into /autograder/venv.
 set -euxo pipefail
+export DEBIAN_FRONTEND=noninteractive
 src=/autograder/source
 apt-get update
 # bubblewrap: every student's kernel runs in its sandbox, and the grader refuses to run
