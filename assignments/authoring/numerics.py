@@ -23,11 +23,19 @@ import numpy as np
 np.seterr(over="raise", invalid="raise")  # an overflow or a NaN in your code is an error
 
 
-def check_close(actual, expected, tol=1e-9):
-    """Assert that two arrays have the same shape and agree to ``tol``."""
+def check_close(actual, expected, what, tol=1e-9):
+    """Assert that two arrays have the same shape and agree to ``tol``.
+
+    ``what`` names the call and its input (``"softmax([1000, 1000])"``); every failure
+    message starts with it, then says what was expected and what came back.
+    """
     actual, expected = np.asarray(actual, dtype=float), np.asarray(expected, dtype=float)
-    assert actual.shape == expected.shape, f"shape {actual.shape}, expected {expected.shape}"
-    assert np.allclose(actual, expected, rtol=tol, atol=tol), f"got {actual}, expected {expected}"
+    assert actual.shape == expected.shape, (
+        f"{what}: expected shape {expected.shape}, got shape {actual.shape}")
+    with np.errstate(all="ignore"):  # the message may subtract inf from inf
+        close = np.allclose(actual, expected, rtol=tol, atol=tol)
+        gap = np.max(np.nan_to_num(np.abs(actual - expected)), initial=0.0)  # inf - inf counts as 0
+    assert close, f"{what}: expected {expected}, got {actual} (tolerance {tol:g}, largest gap {gap:.3g})"
 
 # %% [markdown]
 # ## 1. Log-sum-exp (2 points)
@@ -48,15 +56,27 @@ def logsumexp(x):
     ### END SOLUTION
 
 # %% [test] id=test_logsumexp points=2
-check_close(logsumexp(np.array([0.0, 0.0])), np.log(2))
-check_close(logsumexp(np.array([[1.0, 2.0, 3.0]])), [np.log(np.exp(1) + np.exp(2) + np.exp(3))])
+check_close(logsumexp(np.array([0.0, 0.0])), np.log(2), "logsumexp([0, 0])")
+check_close(logsumexp(np.array([[1.0, 2.0, 3.0]])), [np.log(np.exp(1) + np.exp(2) + np.exp(3))],
+            "logsumexp([[1, 2, 3]]), shape [1, 3] -> [1]")
 ### BEGIN HIDDEN TESTS
 from lib.numerics import logsumexp as _ref_logsumexp
-check_close(logsumexp(np.array([1000.0, 1000.0])), 1000.0 + np.log(2))
-check_close(logsumexp(np.array([-1000.0, -1000.0])), -1000.0 + np.log(2))
+check_close(logsumexp(np.array([1000.0, 1000.0])), 1000.0 + np.log(2), "logsumexp([1000, 1000])")
+check_close(logsumexp(np.array([-1000.0, -1000.0])), -1000.0 + np.log(2), "logsumexp([-1000, -1000])")
 _x = np.random.default_rng(1).normal(scale=300.0, size=(4, 5, 6))
-check_close(logsumexp(_x), _ref_logsumexp(_x))
-assert np.isneginf(logsumexp(np.array([[-np.inf, -np.inf]]))[0])
+check_close(logsumexp(_x), _ref_logsumexp(_x), "logsumexp of random normals (scale 300), shape [4, 5, 6]")
+import warnings
+with warnings.catch_warnings():
+    warnings.simplefilter("error")  # the statement asks for no warning on an all -inf row
+    try:
+        _all_neg_inf = logsumexp(np.array([[-np.inf, -np.inf]]))
+    except RuntimeWarning as _w:
+        raise AssertionError(f"logsumexp([[-inf, -inf]]): expected [-inf] and no warning, got the warning '{_w}'")
+assert np.isneginf(_all_neg_inf[0]), f"logsumexp([[-inf, -inf]]): expected [-inf], got {_all_neg_inf}"
+# rows at very different scales in one batch: the maximum must be taken per row
+check_close(logsumexp(np.array([[-np.inf, -np.inf], [1000.0, 1000.0], [-1000.0, -1000.0]])),
+            [-np.inf, 1000.0 + np.log(2), -1000.0 + np.log(2)],
+            "logsumexp of the rows [-inf, -inf], [1000, 1000], [-1000, -1000] in one [3, 2] batch")
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -83,25 +103,28 @@ def log_softmax(x):
     ### END SOLUTION
 
 # %% [test] id=test_softmax points=1.5
-check_close(softmax(np.array([1.0, 1.0])), [0.5, 0.5])
-check_close(softmax(np.array([[0.0, np.log(3.0)]])), [[0.25, 0.75]])
+check_close(softmax(np.array([1.0, 1.0])), [0.5, 0.5], "softmax([1, 1])")
+check_close(softmax(np.array([[0.0, np.log(3.0)]])), [[0.25, 0.75]], "softmax([[0, log 3]])")
 ### BEGIN HIDDEN TESTS
 from lib.numerics import softmax as _ref_softmax
-check_close(softmax(np.array([1000.0, 1000.0])), [0.5, 0.5])
-check_close(softmax(np.array([-1000.0, 0.0])), [0.0, 1.0])
-check_close(softmax(np.array([0.0, -np.inf, 0.0])), [0.5, 0.0, 0.5])
+check_close(softmax(np.array([1000.0, 1000.0])), [0.5, 0.5], "softmax([1000, 1000])")
+check_close(softmax(np.array([-1000.0, 0.0])), [0.0, 1.0], "softmax([-1000, 0])")
+check_close(softmax(np.array([0.0, -np.inf, 0.0])), [0.5, 0.0, 0.5], "softmax([0, -inf, 0])")
 _x = np.random.default_rng(2).normal(scale=50.0, size=(3, 7))
-check_close(softmax(_x), _ref_softmax(_x))
+check_close(softmax(_x), _ref_softmax(_x), "softmax of random normals (scale 50), shape [3, 7]")
 ### END HIDDEN TESTS
 
 # %% [test] id=test_log_softmax points=1.5
-check_close(log_softmax(np.array([0.0, 0.0])), [-np.log(2), -np.log(2)])
+check_close(log_softmax(np.array([0.0, 0.0])), [-np.log(2), -np.log(2)], "log_softmax([0, 0])")
 ### BEGIN HIDDEN TESTS
 from lib.numerics import log_softmax as _ref_log_softmax
-check_close(log_softmax(np.array([0.0, -1000.0])), [0.0, -1000.0])
-check_close(log_softmax(np.array([1000.0, 0.0, 1000.0])), [-np.log(2), -1000.0 - np.log(2), -np.log(2)])
+check_close(log_softmax(np.array([0.0, -1000.0])), [0.0, -1000.0], "log_softmax([0, -1000])")
+check_close(log_softmax(np.array([1000.0, 0.0, 1000.0])), [-np.log(2), -1000.0 - np.log(2), -np.log(2)],
+            "log_softmax([1000, 0, 1000])")
 _x = np.random.default_rng(3).normal(scale=50.0, size=(3, 7))
-check_close(log_softmax(_x), _ref_log_softmax(_x))
+check_close(log_softmax(_x), _ref_log_softmax(_x), "log_softmax of random normals (scale 50), shape [3, 7]")
+# an entry equal to -inf has probability 0, so its log-probability is exactly -inf
+check_close(log_softmax(np.array([[0.0, -np.inf, 0.0]])), [[-np.log(2), -np.inf, -np.log(2)]], "log_softmax([[0, -inf, 0]])")
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -122,23 +145,24 @@ def cross_entropy(logits, labels, eps=0.0):
     ### END SOLUTION
 
 # %% [test] id=test_cross_entropy points=2
-check_close(cross_entropy(np.zeros((2, 4)), np.array([0, 3])), np.log(4))
+check_close(cross_entropy(np.zeros((2, 4)), np.array([0, 3])), np.log(4), "cross_entropy(zeros [2, 4], labels [0, 3])")
 ### BEGIN HIDDEN TESTS
 from lib.numerics import cross_entropy as _ref_ce
 _rng = np.random.default_rng(4)
 _logits, _labels = _rng.normal(scale=4.0, size=(8, 5)), _rng.integers(0, 5, size=8)
-check_close(cross_entropy(_logits, _labels), _ref_ce(_logits, _labels))
-check_close(cross_entropy(np.array([[1000.0, 0.0]]), np.array([1])), 1000.0)
+check_close(cross_entropy(_logits, _labels), _ref_ce(_logits, _labels), "cross_entropy of random logits [8, 5] (scale 4)")
+check_close(cross_entropy(np.array([[1000.0, 0.0]]), np.array([1])), 1000.0, "cross_entropy([[1000, 0]], labels [1])")
 ### END HIDDEN TESTS
 
 # %% [test] id=test_label_smoothing points=1
-check_close(cross_entropy(np.zeros((1, 4)), np.array([2]), eps=0.1), np.log(4))
+check_close(cross_entropy(np.zeros((1, 4)), np.array([2]), eps=0.1), np.log(4), "cross_entropy(zeros [1, 4], labels [2], eps=0.1)")
 ### BEGIN HIDDEN TESTS
 from lib.numerics import cross_entropy as _ref_ce
 _rng = np.random.default_rng(7)
 _logits, _labels = _rng.normal(scale=4.0, size=(8, 5)), _rng.integers(0, 5, size=8)
 for _eps in (0.1, 0.3, 1.0):
-    check_close(cross_entropy(_logits, _labels, eps=_eps), _ref_ce(_logits, _labels, label_smoothing=_eps))
+    check_close(cross_entropy(_logits, _labels, eps=_eps), _ref_ce(_logits, _labels, label_smoothing=_eps),
+                f"cross_entropy of random logits [8, 5] (scale 4), eps={_eps}")
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -158,11 +182,11 @@ def bce_with_logits(x, y):
     ### END SOLUTION
 
 # %% [test] id=test_bce points=2
-check_close(bce_with_logits(np.array([0.0]), np.array([1.0])), np.log(2))
+check_close(bce_with_logits(np.array([0.0]), np.array([1.0])), np.log(2), "bce_with_logits(x=[0], y=[1])")
 ### BEGIN HIDDEN TESTS
 from lib.numerics import binary_cross_entropy_with_logits as _ref_bce
-check_close(bce_with_logits(np.array([-1000.0]), np.array([1.0])), 1000.0)
-check_close(bce_with_logits(np.array([1000.0, -1000.0]), np.array([1.0, 0.0])), 0.0)
+check_close(bce_with_logits(np.array([-1000.0]), np.array([1.0])), 1000.0, "bce_with_logits(x=[-1000], y=[1])")
+check_close(bce_with_logits(np.array([1000.0, -1000.0]), np.array([1.0, 0.0])), 0.0, "bce_with_logits(x=[1000, -1000], y=[1, 0])")
 _x, _y = np.random.default_rng(5).normal(scale=8.0, size=(4, 3)), np.random.default_rng(6).uniform(size=(4, 3))
-check_close(bce_with_logits(_x, _y), _ref_bce(_x, _y))
+check_close(bce_with_logits(_x, _y), _ref_bce(_x, _y), "bce_with_logits of random x (scale 8) and y in [0, 1], shape [4, 3]")
 ### END HIDDEN TESTS
