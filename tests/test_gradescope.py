@@ -34,7 +34,8 @@ sys.path.insert(0, str(ROOT / "tools"))
 import course  # noqa: E402
 import gradescope  # noqa: E402
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("robustness")]
+# Its own xdist group: it shares no fixture with the other grading tests.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("gradescope")]
 needs_bwrap = pytest.mark.skipif(shutil.which("bwrap") is None,
                                  reason="bubblewrap (bwrap) is not installed; .ci/run installs it")
 NAME = "numerics"
