@@ -28,17 +28,21 @@
 import numpy as np
 
 
-def check_close(actual, expected, tol=1e-8):
-    """Assert that two arrays have the same shape and agree to ``tol`` (relative and absolute)."""
+def check_close(actual, expected, what, tol=1e-8):
+    """Assert that two arrays have the same shape and agree to ``tol`` (relative and absolute).
+
+    ``what`` names the quantity and its input; every failure message starts with it.
+    """
     actual, expected = np.asarray(actual, dtype=float), np.asarray(expected, dtype=float)
-    assert actual.shape == expected.shape, f"shape {actual.shape}, expected {expected.shape}"
-    assert np.allclose(actual, expected, rtol=tol, atol=tol), f"got\n{actual}\nexpected\n{expected}"
+    assert actual.shape == expected.shape, f"{what}: expected shape {expected.shape}, got shape {actual.shape}"
+    assert np.allclose(actual, expected, rtol=tol, atol=tol), (
+        f"{what}: expected\n{expected}\ngot\n{actual}\n(tolerance {tol:g})")
 
 
 def relative_error(a, b):
     """max |a - b| / max(1e-12, |a| + |b|), elementwise: below 1e-6 means 'equal' for float64 gradients."""
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    assert a.shape == b.shape, f"shapes differ: {a.shape} and {b.shape}"
+    assert a.shape == b.shape, f"relative_error: expected two arrays of one shape, got {a.shape} and {b.shape}"
     return float(np.max(np.abs(a - b) / np.maximum(1e-12, np.abs(a) + np.abs(b))))
 
 
@@ -93,18 +97,30 @@ def numerical_gradient(f, x, eps=1e-6):
 
 # %% [test] id=test_numerical_gradient points=2
 _x = np.array([0.5, -1.0, 2.0])
-check_close(numerical_gradient(lambda: float(np.sum(_x ** 2)), _x), 2 * _x, tol=1e-6)
+_want = 2 * _x                                 # computed before the call, which must leave _x as it was
+check_close(numerical_gradient(lambda: float(np.sum(_x ** 2)), _x), _want,
+            "numerical_gradient of sum(x**2) at x = [0.5, -1, 2]", tol=1e-6)
 ### BEGIN HIDDEN TESTS
 _x = np.random.default_rng(11).normal(size=(3, 4))
 _before = _x.copy()
 _num = numerical_gradient(lambda: float(np.sum(np.sin(_x) * _x ** 2)), _x)
-assert np.array_equal(_x, _before), "x must be restored exactly"
+assert np.array_equal(_x, _before), (
+    f"numerical_gradient of sum(sin(x) x**2) on a [3, 4] x must restore x exactly: expected x unchanged, "
+    f"got entries changed by up to {np.max(np.abs(_x - _before)):.3g}")
 _exact = np.cos(_x) * _x ** 2 + 2 * _x * np.sin(_x)
-assert _num.shape == (3, 4)
-assert relative_error(_num, _exact) < 1e-8, "use central differences"
+assert _num.shape == (3, 4), f"numerical_gradient of a [3, 4] x: expected shape (3, 4), got {_num.shape}"
+_err = relative_error(_num, _exact)
+assert _err < 1e-8, (
+    f"numerical_gradient of sum(sin(x) x**2) on a [3, 4] x: expected relative error < 1e-8 against the exact "
+    f"gradient (central differences), got {_err:.3g}")
 _c = np.array([0.3, 1.7])                      # a cubic: one-sided differences are off by ~eps
 _num = numerical_gradient(lambda: float(np.sum(_c ** 3)), _c, eps=1e-4)
-check_close(_num, 3 * _c ** 2 + 1e-8, tol=1e-7)
+check_close(_num, 3 * _c ** 2 + 1e-8, "numerical_gradient of sum(x**3) at x = [0.3, 1.7], eps=1e-4", tol=1e-7)
+# the eps argument itself: the central difference of x**3 is exactly 3 x**2 + eps**2
+_c = np.array([0.3, 1.7])
+_num = numerical_gradient(lambda: float(np.sum(_c ** 3)), _c, eps=1e-2)
+check_close(_num, 3 * _c ** 2 + 1e-4, "numerical_gradient of sum(x**3) at x = [0.3, 1.7], eps=1e-2 (3 x**2 + eps**2)",
+            tol=1e-9)
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -129,18 +145,19 @@ def mlp_forward(params, X):
 _p = {"W1": np.array([[1.0, -1.0]]), "b1": np.array([0.0, 0.5]),
       "W2": np.array([[2.0], [3.0]]), "b2": np.array([1.0])}
 _logits, _cache = mlp_forward(_p, np.array([[1.0], [-2.0]]))
-check_close(_logits, [[3.0], [8.5]])          # row 0: H = [1, 0]; row 1: H = [0, 2.5]
-assert len(_cache) == 3
+check_close(_logits, [[3.0], [8.5]], "mlp_forward logits, X = [[1], [-2]] and the 1-2-1 network above")
+# row 0: H = [1, 0]; row 1: H = [0, 2.5]
+assert len(_cache) == 3, f"mlp_forward cache on X = [[1], [-2]]: expected the 3-tuple (X, A, H), got length {len(_cache)}"
 ### BEGIN HIDDEN TESTS
 from lib.backprop import init_mlp as _init_mlp
 _p = _init_mlp(5, 7, 3, seed=4)
 _X = np.random.default_rng(5).normal(size=(6, 5))
 _logits, (_cX, _cA, _cH) = mlp_forward(_p, _X)
 _pre = _X @ _p["W1"] + _p["b1"]
-check_close(_logits, np.maximum(_pre, 0) @ _p["W2"] + _p["b2"])
-check_close(_cX, _X)
-check_close(_cA, _pre)
-check_close(_cH, np.maximum(_pre, 0))
+check_close(_logits, np.maximum(_pre, 0) @ _p["W2"] + _p["b2"], "mlp_forward logits, X [6, 5], D=5 H=7 C=3")
+check_close(_cX, _X, "mlp_forward cache[0] (X), X [6, 5]")
+check_close(_cA, _pre, "mlp_forward cache[1] (A = X W1 + b1), X [6, 5]")
+check_close(_cH, np.maximum(_pre, 0), "mlp_forward cache[2] (H = max(A, 0)), X [6, 5]")
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -168,8 +185,8 @@ def softmax_cross_entropy(logits, y):
 
 # %% [test] id=test_softmax_ce points=2
 _loss, _d = softmax_cross_entropy(np.zeros((1, 4)), np.array([2]))
-check_close(_loss, np.log(4))
-check_close(_d, [[0.25, 0.25, -0.75, 0.25]])
+check_close(_loss, np.log(4), "softmax_cross_entropy loss, logits zeros [1, 4], y = [2]")
+check_close(_d, [[0.25, 0.25, -0.75, 0.25]], "softmax_cross_entropy dlogits, logits zeros [1, 4], y = [2]")
 ### BEGIN HIDDEN TESTS
 import torch as _torch
 _rng = np.random.default_rng(6)
@@ -178,11 +195,11 @@ _tz = _torch.tensor(_z, requires_grad=True)
 _ref = _torch.nn.functional.cross_entropy(_tz, _torch.tensor(_y))
 _ref.backward()
 _loss, _d = softmax_cross_entropy(_z, _y)
-check_close(_loss, _ref.item())
-check_close(_d, _tz.grad.numpy())
+check_close(_loss, _ref.item(), "softmax_cross_entropy loss vs torch, random logits [8, 5]")
+check_close(_d, _tz.grad.numpy(), "softmax_cross_entropy dlogits vs torch autograd, random logits [8, 5]")
 _loss, _d = softmax_cross_entropy(np.array([[1000.0, 0.0]]), np.array([1]))
-check_close(_loss, 1000.0)
-check_close(_d, [[1.0, -1.0]])
+check_close(_loss, 1000.0, "softmax_cross_entropy loss, logits [[1000, 0]], y = [1]")
+check_close(_d, [[1.0, -1.0]], "softmax_cross_entropy dlogits, logits [[1000, 0]], y = [1]")
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -226,16 +243,20 @@ _A = _X @ _p["W1"] + _p["b1"]
 _H = np.maximum(_A, 0)
 _dl = np.random.default_rng(2).normal(size=(5, 2))
 _g = mlp_backward(_p, (_X, _A, _H), _dl)
-check_close(_g["W2"], _H.T @ _dl)
-assert _g["b2"].shape == (2,), "db2 has the shape of b2"
+check_close(_g["W2"], _H.T @ _dl, "mlp_backward dW2, N=5 D=3 H=4 C=2")
+assert np.shape(_g["b2"]) == (2,), f"mlp_backward db2, N=5 D=3 H=4 C=2: expected the shape of b2, (2,), got {np.shape(_g['b2'])}"
 ### BEGIN HIDDEN TESTS
 from lib.backprop import mlp_loss_and_grads as _ref_grads
 for _case in [(7, 5, 6, 4, 0), (6, 5, 5, 5, 1), (9, 4, 3, 3, 2)]:   # square ones too
     _p, _cache, _dl, _X, _y = backward_case(*_case)
     _ref = _ref_grads(_p, _X, _y)[1]
     _g = mlp_backward(_p, _cache, _dl)
-    assert relative_error(_g["W2"], _ref["W2"]) < 1e-10, f"dW2 wrong for shapes {_case[:4]}"
-    assert relative_error(_g["b2"], _ref["b2"]) < 1e-10, f"db2 wrong for shapes {_case[:4]}"
+    for _k in ("W2", "b2"):
+        assert np.shape(_g[_k]) == _ref[_k].shape, (
+            f"mlp_backward d{_k} for (N, D, H, C) = {_case[:4]}: expected shape {_ref[_k].shape}, got {np.shape(_g[_k])}")
+        _err = relative_error(_g[_k], _ref[_k])
+        assert _err < 1e-10, (f"mlp_backward d{_k} for (N, D, H, C) = {_case[:4]}: expected relative error "
+                              f"< 1e-10 against lib, got {_err:.3g}")
 ### END HIDDEN TESTS
 
 # %% [test] id=test_backward_hidden points=2
@@ -245,13 +266,28 @@ _A = _X @ _p["W1"] + _p["b1"]
 _H = np.maximum(_A, 0)
 _dl = np.random.default_rng(2).normal(size=(5, 2))
 _g = mlp_backward(_p, (_X, _A, _H), _dl)
-assert _g["W1"].shape == (3, 4) and _g["b1"].shape == (4,)
+assert np.shape(_g["W1"]) == (3, 4) and np.shape(_g["b1"]) == (4,), (
+    f"mlp_backward dW1, db1 for N=5 D=3 H=4 C=2: expected shapes (3, 4) and (4,), "
+    f"got {np.shape(_g['W1'])} and {np.shape(_g['b1'])}")
 ### BEGIN HIDDEN TESTS
 from lib.backprop import mlp_loss_and_grads as _ref_grads
 for _case in [(7, 5, 6, 4, 0), (6, 5, 5, 5, 1), (9, 4, 3, 3, 2)]:   # square ones too
     _p, _cache, _dl, _X, _y = backward_case(*_case)
     _ref = _ref_grads(_p, _X, _y)[1]
     _g = mlp_backward(_p, _cache, _dl)
-    assert relative_error(_g["W1"], _ref["W1"]) < 1e-10, f"dW1 wrong for shapes {_case[:4]}"
-    assert relative_error(_g["b1"], _ref["b1"]) < 1e-10, f"db1 wrong for shapes {_case[:4]}"
+    for _k in ("W1", "b1"):
+        assert np.shape(_g[_k]) == _ref[_k].shape, (
+            f"mlp_backward d{_k} for (N, D, H, C) = {_case[:4]}: expected shape {_ref[_k].shape}, got {np.shape(_g[_k])}")
+        _err = relative_error(_g[_k], _ref[_k])
+        assert _err < 1e-10, (f"mlp_backward d{_k} for (N, D, H, C) = {_case[:4]}: expected relative error "
+                              f"< 1e-10 against lib, got {_err:.3g}")
+# pre-activations exactly 0: the statement's mask is [A > 0], so no gradient flows there
+_p = make_params(2, 3, 2, seed=3)
+_X = np.array([[1.0, 0.0], [0.0, 1.0]])
+_A = np.array([[0.0, 1.0, -1.0], [2.0, 0.0, 0.0]])
+_dl = np.array([[1.0, -2.0], [0.5, 1.5]])
+_g = mlp_backward(_p, (_X, _A, np.maximum(_A, 0)), _dl)
+_dA = (_dl @ _p["W2"].T) * (_A > 0)
+check_close(_g["W1"], _X.T @ _dA, "mlp_backward dW1 with A = [[0, 1, -1], [2, 0, 0]] (mask [A > 0])", tol=1e-12)
+check_close(_g["b1"], _dA.sum(0), "mlp_backward db1 with A = [[0, 1, -1], [2, 0, 0]] (mask [A > 0])", tol=1e-12)
 ### END HIDDEN TESTS
