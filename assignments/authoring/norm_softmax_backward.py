@@ -28,11 +28,15 @@
 import numpy as np
 
 
-def check_close(actual, expected, tol=1e-8):
-    """Assert that two arrays have the same shape and agree to ``tol`` (relative and absolute)."""
+def check_close(actual, expected, what, tol=1e-8):
+    """Assert that two arrays have the same shape and agree to ``tol`` (relative and absolute).
+
+    ``what`` names the quantity and its input; every failure message starts with it.
+    """
     actual, expected = np.asarray(actual, dtype=float), np.asarray(expected, dtype=float)
-    assert actual.shape == expected.shape, f"shape {actual.shape}, expected {expected.shape}"
-    assert np.allclose(actual, expected, rtol=tol, atol=tol), f"got\n{actual}\nexpected\n{expected}"
+    assert actual.shape == expected.shape, f"{what}: expected shape {expected.shape}, got shape {actual.shape}"
+    assert np.allclose(actual, expected, rtol=tol, atol=tol), (
+        f"{what}: expected\n{expected}\ngot\n{actual}\n(tolerance {tol:g})")
 
 
 def numerical_gradient(f, x, eps=1e-6):
@@ -68,8 +72,10 @@ def softmax_backward(p, grad_p):
 
 # %% [test] id=test_softmax_backward points=3
 _p = np.array([0.2, 0.3, 0.5])
-check_close(softmax_backward(_p, np.array([1.0, 0.0, 0.0])), [0.16, -0.06, -0.1])
-check_close(softmax_backward(_p, np.full(3, 4.0)), np.zeros(3))   # constant g: no change
+check_close(softmax_backward(_p, np.array([1.0, 0.0, 0.0])), [0.16, -0.06, -0.1],
+            "softmax_backward(p=[0.2, 0.3, 0.5], grad_p=[1, 0, 0])")
+check_close(softmax_backward(_p, np.full(3, 4.0)), np.zeros(3),
+            "softmax_backward(p=[0.2, 0.3, 0.5], grad_p=[4, 4, 4]) (a constant g changes nothing)")
 ### BEGIN HIDDEN TESTS
 import torch as _torch
 from lib.backprop import softmax_backward as _ref_softmax_backward
@@ -80,8 +86,10 @@ for _shape in [(5,), (4, 6), (2, 3, 7), (3, 3)]:
     _tp = _torch.softmax(_tz, -1)
     _tp.backward(_torch.tensor(_g))
     _p = _tp.detach().numpy()
-    check_close(softmax_backward(_p, _g), _tz.grad.numpy(), tol=1e-10)
-    check_close(softmax_backward(_p, _g), _ref_softmax_backward(_p, _g), tol=1e-10)
+    check_close(softmax_backward(_p, _g), _tz.grad.numpy(), f"softmax_backward vs torch autograd, shape {_shape}",
+                tol=1e-10)
+    check_close(softmax_backward(_p, _g), _ref_softmax_backward(_p, _g), f"softmax_backward vs lib, shape {_shape}",
+                tol=1e-10)
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -108,8 +116,8 @@ def layernorm_forward(x, gamma, beta, eps=1e-5):
 
 # %% [test] id=test_layernorm_forward points=2
 _y, _cache = layernorm_forward(np.array([[1.0, 3.0]]), np.ones(2), np.zeros(2), eps=0.0)
-check_close(_y, [[-1.0, 1.0]])
-assert len(_cache) == 3
+check_close(_y, [[-1.0, 1.0]], "layernorm_forward y, x = [[1, 3]], gamma = 1, beta = 0, eps = 0")
+assert len(_cache) == 3, f"layernorm_forward cache on x = [[1, 3]]: expected the 3-tuple (xhat, r, gamma), got length {len(_cache)}"
 ### BEGIN HIDDEN TESTS
 from lib.backprop import layernorm_forward as _ref_ln_forward
 _rng = np.random.default_rng(21)
@@ -118,9 +126,16 @@ for _shape in [(4, 6), (2, 3, 5)]:
     _gamma, _beta = _rng.normal(size=_shape[-1]), _rng.normal(size=_shape[-1])
     _y, (_xhat, _r, _) = layernorm_forward(_x, _gamma, _beta)
     _y_ref, _c_ref = _ref_ln_forward(_x, _gamma, _beta)
-    check_close(_y, _y_ref)
-    check_close(_xhat, _c_ref.xhat)
-    check_close(_r, _c_ref.rstd)
+    check_close(_y, _y_ref, f"layernorm_forward y vs lib, x ~ N(3, 2) of shape {_shape}")
+    check_close(_xhat, _c_ref.xhat, f"layernorm_forward cache xhat vs lib, x ~ N(3, 2) of shape {_shape}")
+    check_close(_r, _c_ref.rstd, f"layernorm_forward cache r (shape [..., 1]) vs lib, x ~ N(3, 2) of shape {_shape}")
+# the variance is the mean of (x - mu)**2: rows far from 0, and a constant row where only eps keeps r finite
+_x = np.array([[1e8 + 0.3, 1e8 - 1.1, 1e8 + 2.2, 1e8 + 0.7], [7.0, 7.0, 7.0, 7.0]])
+_gamma, _beta = np.array([1.0, -2.0, 0.5, 3.0]), np.array([0.1, 0.2, 0.3, 0.4])
+_y, (_xhat, _r, _) = layernorm_forward(_x, _gamma, _beta)
+_y_ref, _c_ref = _ref_ln_forward(_x, _gamma, _beta)
+check_close(_r, _c_ref.rstd, "layernorm_forward r for the rows 1e8 + [0.3, -1.1, 2.2, 0.7] and [7, 7, 7, 7]", tol=1e-6)
+check_close(_y, _y_ref, "layernorm_forward y for the rows 1e8 + [0.3, -1.1, 2.2, 0.7] and [7, 7, 7, 7]", tol=1e-6)
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -164,8 +179,8 @@ _dy = np.array([[1.0, 0.0, -1.0], [0.3, 0.2, 0.1]])
 _mu = _x.mean(-1, keepdims=True)
 _r = 1 / np.sqrt(_x.var(-1, keepdims=True) + 1e-5)
 _dx, _, _ = layernorm_backward(_dy, ((_x - _mu) * _r, _r, _gamma))
-assert _dx.shape == _x.shape
-check_close(_dx.sum(axis=-1), np.zeros(2), tol=1e-10)                # shift invariance
+assert np.shape(_dx) == _x.shape, f"layernorm_backward dx for x of shape (2, 3): expected shape (2, 3), got {np.shape(_dx)}"
+check_close(_dx.sum(axis=-1), np.zeros(2), "the row sums of layernorm_backward dx, x [2, 3] (shift invariance)", tol=1e-10)
 ### BEGIN HIDDEN TESTS
 from lib.backprop import layernorm_backward as _ref_ln_backward
 from lib.backprop import layernorm_forward as _ref_ln_forward
@@ -176,9 +191,9 @@ for _shape in [(4, 6), (2, 3, 5), (1, 8)]:
     _w = _rng.normal(size=_shape)
     _, _c = _ref_ln_forward(_x, _gamma, _beta)
     _dx, _, _ = layernorm_backward(_w, tuple(_c))
-    check_close(_dx, _ref_ln_backward(_w, _c)[0], tol=1e-9)
+    check_close(_dx, _ref_ln_backward(_w, _c)[0], f"layernorm_backward dx vs lib, shape {_shape}", tol=1e-9)
     _num = numerical_gradient(lambda: float(np.sum(_w * _ref_ln_forward(_x, _gamma, _beta)[0])), _x)
-    check_close(_dx, _num, tol=1e-6)
+    check_close(_dx, _num, f"layernorm_backward dx vs central differences, shape {_shape}", tol=1e-6)
 ### END HIDDEN TESTS
 
 # %% [test] id=test_layernorm_backward_params points=2
@@ -189,8 +204,8 @@ _r = 1 / np.sqrt(_x.var(-1, keepdims=True) + 1e-5)
 _xhat = (_x - _mu) * _r
 _dy = np.array([[1.0, 0.0, -1.0], [0.3, 0.2, 0.1]])
 _, _dgamma, _dbeta = layernorm_backward(_dy, (_xhat, _r, _gamma))
-check_close(_dbeta, [1.3, 0.2, -0.9])
-assert _dgamma.shape == (3,)
+check_close(_dbeta, [1.3, 0.2, -0.9], "layernorm_backward dbeta, dy [2, 3]")
+assert np.shape(_dgamma) == (3,), f"layernorm_backward dgamma, dy [2, 3]: expected the shape of gamma, (3,), got {np.shape(_dgamma)}"
 ### BEGIN HIDDEN TESTS
 from lib.backprop import layernorm_backward as _ref_ln_backward
 from lib.backprop import layernorm_forward as _ref_ln_forward
@@ -202,6 +217,6 @@ for _shape in [(5, 4), (2, 3, 4), (2, 2, 2, 4)]:
     _, _c = _ref_ln_forward(_x, _gamma, _beta)
     _, _dgamma, _dbeta = layernorm_backward(_w, tuple(_c))
     _, _ref_dgamma, _ref_dbeta = _ref_ln_backward(_w, _c)
-    check_close(_dgamma, _ref_dgamma, tol=1e-10)
-    check_close(_dbeta, _ref_dbeta, tol=1e-10)
+    check_close(_dgamma, _ref_dgamma, f"layernorm_backward dgamma vs lib, dy of shape {_shape}", tol=1e-10)
+    check_close(_dbeta, _ref_dbeta, f"layernorm_backward dbeta vs lib, dy of shape {_shape}", tol=1e-10)
 ### END HIDDEN TESTS
