@@ -32,8 +32,8 @@ def check_close(actual, expected, what, tol=1e-10):
     actual = torch.as_tensor(actual, dtype=torch.float64)
     expected = torch.as_tensor(expected, dtype=torch.float64)
     assert actual.shape == expected.shape, \
-        f"{what}: shape {tuple(actual.shape)}, expected {tuple(expected.shape)}"
-    assert torch.isfinite(actual).all(), f"{what}: non-finite values {actual}"
+        f"{what}: expected shape {tuple(expected.shape)}, got shape {tuple(actual.shape)}"
+    assert torch.isfinite(actual).all(), f"{what}: expected finite values, got {actual}"
     err = ((actual - expected).abs() / (expected.abs() + 1e-12)).max().item() \
         if actual.numel() else 0.0
     assert err <= tol, f"{what}: expected {expected}, got {actual} (relative error {err:.2e})"
@@ -129,6 +129,16 @@ _zeros = [torch.zeros(3, 2, dtype=torch.float64) for _ in range(4)]
 check_close(run_adamw(adamw_step, _start, _zeros, lr=0.05, beta1=0.9, beta2=0.999, eps=1e-8,
                       weight_decay=0.2),
             _start * (1 - 0.05 * 0.2) ** 4, "4 steps with zero gradients, weight_decay=0.2")
+# decay and gradient together: step 1 of the statement shrinks theta before the Adam update, so
+# the step with decay is theta (1 - lr wd) plus the step your own adamw_step takes without decay
+_theta, _g, _m0 = random_grads((3, 2), 3, seed=12)
+_v0 = random_grads((3, 2), 1, seed=13)[0] ** 2
+_hyper = dict(lr=0.1, beta1=0.9, beta2=0.99, eps=1e-8)
+_plain, _, _ = adamw_step(_theta.clone(), _g.clone(), _m0.clone(), _v0.clone(), 3, weight_decay=0.0, **_hyper)
+_decayed, _, _ = adamw_step(_theta.clone(), _g.clone(), _m0.clone(), _v0.clone(), 3, weight_decay=0.5, **_hyper)
+check_close(_decayed, _theta * (1 - 0.1 * 0.5) + (_plain - _theta),
+            "step t=3 on a random [3, 2] parameter, lr=0.1, weight_decay=0.5: theta (1 - lr wd) + your step "
+            "without decay", tol=1e-9)
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -204,4 +214,16 @@ for _scale, _max_norm in [(10.0, 1.0), (0.01, 1.0)]:
     for _k, (_c, _p) in enumerate(zip(_clipped, _params)):
         check_close(_c, _p.grad, f"gradient {_k} of scale {_scale} clipped to {_max_norm}",
                     tol=1e-8)
+# a norm exactly equal to max_norm is not above it: the gradients come back unchanged
+_grads = [torch.tensor([2.0, 0.0], dtype=torch.float64), torch.tensor([1.0, 2.0], dtype=torch.float64)]
+_clipped, _norm = clip_grad_norm([g.clone() for g in _grads], 3.0)
+check_close(_norm, 3.0, "global norm of [2, 0] and [1, 2] with max_norm=3")
+for _k, _g in enumerate(_grads):
+    check_close(_clipped[_k], _g, f"gradient {_k} of [2, 0], [1, 2] with max_norm = norm = 3 (not clipped)", tol=0.0)
+# below max_norm: new tensors all the same, so that changing one leaves the caller's gradients alone
+_grads = [torch.tensor([0.3, -0.1], dtype=torch.float64), torch.tensor([0.2], dtype=torch.float64)]
+_clipped, _ = clip_grad_norm(_grads, 10.0)
+_shared = [_k for _k, (_c, _g) in enumerate(zip(_clipped, _grads)) if _c.data_ptr() == _g.data_ptr()]
+assert not _shared, (f"clip_grad_norm of [0.3, -0.1], [0.2] with max_norm=10 (no clipping): expected new tensors, "
+                     f"got the caller's own tensors back at positions {_shared}")
 ### END HIDDEN TESTS
