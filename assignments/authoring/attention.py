@@ -33,10 +33,18 @@ def randn(*shape, seed=0):
     return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=F64)
 
 
-def check_close(actual, expected, tol=1e-10):
-    assert actual.shape == expected.shape, f"shape {tuple(actual.shape)}, expected {tuple(expected.shape)}"
-    err = (actual - expected).abs().max().item()
-    assert err < tol, f"max abs error {err:.2e} > {tol}"
+def check_close(actual, expected, what, tol=1e-10):
+    """Assert that `actual` matches `expected`; `what` names the call and its input."""
+    assert actual.shape == expected.shape, (
+        f"{what}: expected shape {tuple(expected.shape)}, got {tuple(actual.shape)}")
+    diff = (actual - expected).abs()
+    err = diff.max().item()
+    where = tuple(int(i) for i in torch.nonzero(diff == diff.max())[0]) if err == err else None
+    assert err < tol, (
+        f"{what}: expected values within {tol:g} of the reference, got a max abs error of "
+        f"{err:.2e}" + ("" if where is None else
+                        f" at index {where} (expected {expected[where].item():.6g}, "
+                        f"got {actual[where].item():.6g})"))
 
 # %% [markdown]
 # ## 1. Scaled dot-product attention (6 points)
@@ -63,26 +71,34 @@ def attention(q, k, v, mask=None):
 # %% [test] id=test_sdpa_values points=2
 q, k, v = randn(2, 3, 4, 16, seed=1), randn(2, 3, 6, 16, seed=2), randn(2, 3, 6, 5, seed=3)
 out = attention(q, k, v)
-assert out.shape == (2, 3, 4, 5)
-check_close(out, F.scaled_dot_product_attention(q, k, v))
+assert out.shape == (2, 3, 4, 5), f"attention(q [2, 3, 4, 16], k [2, 3, 6, 16], v [2, 3, 6, 5]): expected shape (2, 3, 4, 5), got {tuple(out.shape)}"
+check_close(out, F.scaled_dot_product_attention(q, k, v),
+            "attention(q [2, 3, 4, 16], k [2, 3, 6, 16], v [2, 3, 6, 5]) against F.scaled_dot_product_attention")
 ### BEGIN HIDDEN TESTS
 from lib.attention import scaled_dot_product_attention as _ref
 _q, _k, _v = randn(1, 2, 7, 64, seed=11), randn(1, 2, 9, 64, seed=12), randn(1, 2, 9, 8, seed=13)
-check_close(attention(_q, _k, _v), _ref(_q, _k, _v))
-check_close(attention(3 * _q, _k, _v), _ref(3 * _q, _k, _v))
+check_close(attention(_q, _k, _v), _ref(_q, _k, _v), "attention(q [1, 2, 7, 64], k [1, 2, 9, 64], v [1, 2, 9, 8])")
+check_close(attention(3 * _q, _k, _v), _ref(3 * _q, _k, _v),
+            "attention(3 * q [1, 2, 7, 64], k [1, 2, 9, 64], v [1, 2, 9, 8]), larger scores")
+# leading axes broadcast: keys and values shared by every batch entry and head
+_kb, _vb = randn(5, 16, seed=14), randn(5, 3, seed=15)
+_got = attention(q, _kb, _vb)
+check_close(_got, _ref(q, _kb, _vb), "attention(q [2, 3, 4, 16], k [5, 16], v [5, 3]), leading axes broadcast")
 ### END HIDDEN TESTS
 
 # %% [test] id=test_sdpa_rows points=1
 # Each query's output depends on that query only, and is an average of value rows.
 q, k, v = randn(1, 1, 5, 8, seed=4), randn(1, 1, 3, 8, seed=5), randn(1, 1, 3, 2, seed=6)
 out = attention(q, k, v)
-assert out.shape == (1, 1, 5, 2)
+assert out.shape == (1, 1, 5, 2), f"attention(q [1, 1, 5, 8], k [1, 1, 3, 8], v [1, 1, 3, 2]): expected shape (1, 1, 5, 2), got {tuple(out.shape)}"
 ### BEGIN HIDDEN TESTS
 _q2 = q.clone()
 _q2[..., 0, :] += 5.0
-check_close(attention(_q2, k, v)[..., 1:, :], out[..., 1:, :])
+check_close(attention(_q2, k, v)[..., 1:, :], out[..., 1:, :],
+            "attention(q [1, 1, 5, 8] with only query 0 changed): the outputs of queries 1..4 must not change")
 _ones = torch.ones(1, 1, 3, 1, dtype=F64)
-check_close(attention(q, k, _ones), torch.ones(1, 1, 5, 1, dtype=F64))  # weights sum to 1
+check_close(attention(q, k, _ones), torch.ones(1, 1, 5, 1, dtype=F64),
+            "attention(q [1, 1, 5, 8], k [1, 1, 3, 8], v all ones [1, 1, 3, 1]): the weights of each query sum to 1")
 ### END HIDDEN TESTS
 
 # %% [test] id=test_sdpa_mask points=3
@@ -90,16 +106,21 @@ L = 5
 causal = torch.ones(L, L, dtype=torch.bool).tril()
 q, k, v = randn(2, 2, L, 8, seed=7), randn(2, 2, L, 8, seed=8), randn(2, 2, L, 8, seed=9)
 check_close(attention(q, k, v, mask=causal),
-            F.scaled_dot_product_attention(q, k, v, attn_mask=causal))
+            F.scaled_dot_product_attention(q, k, v, attn_mask=causal),
+            "attention(q, k, v [2, 2, 5, 8], causal mask [5, 5]) against F.scaled_dot_product_attention")
 ### BEGIN HIDDEN TESTS
 from lib.attention import scaled_dot_product_attention as _ref
 _pad = torch.tensor([[True] * 5, [True, True, True, False, False]])[:, None, None, :]  # [B, 1, 1, L]
-check_close(attention(q, k, v, mask=_pad), _ref(q, k, v, mask=_pad))
-check_close(attention(q, k, v, mask=_pad & causal), _ref(q, k, v, mask=_pad, is_causal=True))
+check_close(attention(q, k, v, mask=_pad), _ref(q, k, v, mask=_pad),
+            "attention(q, k, v [2, 2, 5, 8], padding mask [2, 1, 1, 5] for lengths [5, 3])")
+check_close(attention(q, k, v, mask=_pad & causal), _ref(q, k, v, mask=_pad, is_causal=True),
+            "attention(q, k, v [2, 2, 5, 8], padding & causal mask [2, 1, 5, 5])")
 # changing only hidden keys must not change anything
 _k2 = k.clone()
 _k2[..., -1, :] *= 20.0
-check_close(attention(q, _k2, v, mask=causal)[..., :-1, :], attention(q, k, v, mask=causal)[..., :-1, :])
+check_close(attention(q, _k2, v, mask=causal)[..., :-1, :], attention(q, k, v, mask=causal)[..., :-1, :],
+            "attention(q, k, v [2, 2, 5, 8], causal mask) with only the last key changed: queries 0..3 "
+            "do not see it, so their outputs must not change")
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -120,18 +141,28 @@ def padding_mask(lengths, max_len):
 
 # %% [test] id=test_padding_mask points=2
 m = padding_mask(torch.tensor([3, 1]), 4)
-assert m.dtype == torch.bool and m.shape == (2, 1, 1, 4), m.shape
-assert m[0, 0, 0].tolist() == [True, True, True, False]
+assert m.dtype == torch.bool and m.shape == (2, 1, 1, 4), (
+    f"padding_mask(lengths=[3, 1], max_len=4): expected a bool mask of shape (2, 1, 1, 4), got "
+    f"{m.dtype} of shape {tuple(m.shape)}")
+_got = m[0, 0, 0].tolist()
+assert _got == [True, True, True, False], (
+    f"padding_mask(lengths=[3, 1], max_len=4), row 0: expected [True, True, True, False], got {_got}")
 ### BEGIN HIDDEN TESTS
 from lib.attention import padding_mask as _ref_pad
 from lib.attention import scaled_dot_product_attention as _ref
 for _lengths, _n in [([5, 0, 2], 5), ([1], 1), ([4, 4, 1, 3], 6)]:
-    assert torch.equal(padding_mask(torch.tensor(_lengths), _n), _ref_pad(torch.tensor(_lengths), _n))
+    _got, _want = padding_mask(torch.tensor(_lengths), _n), _ref_pad(torch.tensor(_lengths), _n)
+    assert _got.dtype == torch.bool and torch.equal(_got, _want), (
+        f"padding_mask(lengths={_lengths}, max_len={_n}): expected bool {tuple(_want.shape)} rows "
+        f"{_want.reshape(len(_lengths), -1).int().tolist()}, got {_got.dtype} {tuple(_got.shape)} "
+        f"{_got.reshape(-1).int().tolist()}")
 # used with scores whose batch size equals the number of queries, it must still mask keys
 _q, _k, _v = randn(3, 2, 3, 8, seed=30), randn(3, 2, 5, 8, seed=31), randn(3, 2, 5, 4, seed=32)
 _lens = torch.tensor([5, 2, 3])
 check_close(F.scaled_dot_product_attention(_q, _k, _v, attn_mask=padding_mask(_lens, 5)),
-            _ref(_q, _k, _v, mask=_ref_pad(_lens, 5)))
+            _ref(_q, _k, _v, mask=_ref_pad(_lens, 5)),
+            "F.scaled_dot_product_attention(q [3, 2, 3, 8], k, v [3, 2, 5, .], "
+            "attn_mask=padding_mask(lengths=[5, 2, 3], max_len=5)): the mask must hide keys, not queries")
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -164,13 +195,20 @@ def multi_head_attention(x, w_q, w_k, w_v, w_o, n_heads, mask=None):
 x = randn(2, 6, 12, seed=20)
 ws = [randn(12, 12, seed=21 + i) / math.sqrt(12) for i in range(4)]
 y = multi_head_attention(x, *ws, 3)
-assert y.shape == (2, 6, 12)
+assert y.shape == (2, 6, 12), f"multi_head_attention(x [2, 6, 12], n_heads=3): expected shape (2, 6, 12), got {tuple(y.shape)}"
 # with one head, multi-head attention is plain attention between projections
 check_close(multi_head_attention(x, *ws, 1),
-            F.scaled_dot_product_attention(x @ ws[0], x @ ws[1], x @ ws[2]) @ ws[3])
+            F.scaled_dot_product_attention(x @ ws[0], x @ ws[1], x @ ws[2]) @ ws[3],
+            "multi_head_attention(x [2, 6, 12], n_heads=1) against one attention of the projections")
 ### BEGIN HIDDEN TESTS
 from lib.attention import multi_head_attention as _ref_mha
-check_close(y, _ref_mha(x, *ws, 3))
+from lib.attention import padding_mask as _ref_pad
+check_close(y, _ref_mha(x, *ws, 3), "multi_head_attention(x [2, 6, 12], n_heads=3)")
 _causal = torch.ones(6, 6, dtype=torch.bool).tril()
-check_close(multi_head_attention(x, *ws, 4, mask=_causal), _ref_mha(x, *ws, 4, mask=_causal))
+check_close(multi_head_attention(x, *ws, 4, mask=_causal), _ref_mha(x, *ws, 4, mask=_causal),
+            "multi_head_attention(x [2, 6, 12], n_heads=4, causal mask [6, 6])")
+# a mask that is not causal: padding, lengths [6, 2]
+_padm = _ref_pad(torch.tensor([6, 2]), 6)
+check_close(multi_head_attention(x, *ws, 3, mask=_padm), _ref_mha(x, *ws, 3, mask=_padm),
+            "multi_head_attention(x [2, 6, 12], n_heads=3, padding mask [2, 1, 1, 6] for lengths [6, 2])")
 ### END HIDDEN TESTS
