@@ -61,13 +61,23 @@ class LargestTensor(TorchDispatchMode):
         return out
 
 
-def check_close(actual, expected, tol=1e-9):
-    assert actual.shape == expected.shape, f"shape {tuple(actual.shape)}, expected {tuple(expected.shape)}"
-    assert torch.equal(torch.isinf(actual), torch.isinf(expected)), "infinities differ"
+def check_close(actual, expected, what, tol=1e-9):
+    """Assert that `actual` matches `expected` (infinities included); `what` names the call."""
+    assert actual.shape == expected.shape, (
+        f"{what}: expected shape {tuple(expected.shape)}, got {tuple(actual.shape)}")
+    inf_differs = torch.isinf(actual) != torch.isinf(expected)
+    assert not inf_differs.any(), (
+        f"{what}: expected infinities at the same places as the reference; they differ at "
+        f"{int(inf_differs.sum())} entries, first at index "
+        f"{tuple(torch.nonzero(inf_differs)[0].tolist())} (expected "
+        f"{expected[inf_differs][0].item()}, got {actual[inf_differs][0].item()})")
     finite = torch.isfinite(expected)
-    assert torch.isfinite(actual[finite]).all(), "NaN or inf where a finite value is expected"
+    bad = finite & ~torch.isfinite(actual)
+    assert not bad.any(), (
+        f"{what}: expected finite values, got NaN or inf at {int(bad.sum())} entries, first at index "
+        f"{tuple(torch.nonzero(bad)[0].tolist())}")
     err = (actual[finite] - expected[finite]).abs().max().item() if finite.any() else 0.0
-    assert err <= tol, f"max error {err:.3e} > {tol:.0e}"
+    assert err <= tol, f"{what}: expected values within {tol:.0e} of the reference, got a max error of {err:.3e}"
 
 # %% [markdown]
 # ## 1. A streaming log-sum-exp (2 points)
@@ -98,17 +108,22 @@ def online_logsumexp(x, block_size):
 
 # %% [test] id=test_online_logsumexp points=2
 _x = torch.randn(3, 10, dtype=torch.float64)
-check_close(online_logsumexp(_x, 4), torch.logsumexp(_x, dim=-1))
-check_close(online_logsumexp(torch.tensor([1000.0, 1000.0]), 1), torch.tensor(1000.0 + math.log(2)))
+check_close(online_logsumexp(_x, 4), torch.logsumexp(_x, dim=-1),
+            "online_logsumexp(x [3, 10], block_size=4) against torch.logsumexp")
+check_close(online_logsumexp(torch.tensor([1000.0, 1000.0]), 1), torch.tensor(1000.0 + math.log(2)),
+            "online_logsumexp([1000, 1000], block_size=1)")
 ### BEGIN HIDDEN TESTS
 _x = torch.tensor([[0.0, 1.0, 500.0, 2.0, 600.0], [-700.0, -800.0, 0.0, 1.0, 2.0]])
-check_close(online_logsumexp(_x, 2), torch.logsumexp(_x, dim=-1), tol=1e-4)
+check_close(online_logsumexp(_x, 2), torch.logsumexp(_x, dim=-1),
+            "online_logsumexp(float32 rows whose max grows by hundreds between blocks, block_size=2)", tol=1e-4)
 _x = 30 * torch.randn(2, 3, 37, dtype=torch.float64)
 for _b in (1, 5, 16, 37, 64):
-    check_close(online_logsumexp(_x, _b), torch.logsumexp(_x, dim=-1))
+    check_close(online_logsumexp(_x, _b), torch.logsumexp(_x, dim=-1),
+                f"online_logsumexp(x [2, 3, 37], block_size={_b})")
 _x = torch.full((2, 6), -math.inf, dtype=torch.float64)
 _x[1, 4] = 3.0
-check_close(online_logsumexp(_x, 4), torch.tensor([-math.inf, 3.0], dtype=torch.float64))
+check_close(online_logsumexp(_x, 4), torch.tensor([-math.inf, 3.0], dtype=torch.float64),
+            "online_logsumexp(row 0 all -inf, row 1 all -inf but x[1, 4] = 3, block_size=4)")
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -168,8 +183,8 @@ def tiled_attention(q, k, v, is_causal=False, block_size=16):
 _q, _k, _v = torch.randn(2, 20, 8, dtype=torch.float64), torch.randn(2, 36, 8, dtype=torch.float64), torch.randn(2, 36, 4, dtype=torch.float64)
 _out, _lse = tiled_attention(_q, _k, _v, block_size=16)
 _ref_out, _ref_lse = naive_attention(_q, _k, _v)
-check_close(_out, _ref_out)
-check_close(_lse, _ref_lse)
+check_close(_out, _ref_out, "tiled_attention(q [2, 20, 8], k [2, 36, 8], v [2, 36, 4], block_size=16), out")
+check_close(_lse, _ref_lse, "tiled_attention(q [2, 20, 8], k [2, 36, 8], v [2, 36, 4], block_size=16), lse")
 ### BEGIN HIDDEN TESTS
 from lib.attention import blocked_attention as _oracle
 for _lq, _lk, _b in [(37, 37, 16), (5, 50, 7), (50, 5, 8), (1, 1, 16), (33, 64, 16)]:
@@ -177,8 +192,9 @@ for _lq, _lk, _b in [(37, 37, 16), (5, 50, 7), (50, 5, 8), (1, 1, 16), (33, 64, 
     _kh, _vh = torch.randn(2, 3, _lk, 8, dtype=torch.float64), torch.randn(2, 3, _lk, 5, dtype=torch.float64)
     _got_out, _got_lse = tiled_attention(_qh, _kh, _vh, block_size=_b)
     _want_out, _want_lse = _oracle(_qh, _kh, _vh, block_size=_b)
-    check_close(_got_out, _want_out, tol=1e-10)
-    check_close(_got_lse, _want_lse, tol=1e-10)
+    _what = f"tiled_attention(q [2, 3, {_lq}, 8], k [2, 3, {_lk}, 8], v [2, 3, {_lk}, 5], block_size={_b})"
+    check_close(_got_out, _want_out, _what + ", out", tol=1e-10)
+    check_close(_got_lse, _want_lse, _what + ", lse", tol=1e-10)
 ### END HIDDEN TESTS
 
 # %% [test] id=test_tiled_large_scores points=1
@@ -190,7 +206,9 @@ _k = torch.zeros(1, 32, 4)
 _k[:, 16:, 0] = torch.linspace(1.0, 200.0, 16)   # scores up to 2 * 200 / sqrt(4) = 200
 _v = torch.randn(1, 32, 3)
 _out, _lse = tiled_attention(_q, _k, _v, block_size=16)
-check_close(_out, naive_attention(_q, _k, _v)[0], tol=1e-4)
+check_close(_out, naive_attention(_q, _k, _v)[0],
+            "tiled_attention(float32 q [1, 4, 4], k [1, 32, 4] with scores up to 200 in the second key "
+            "block, block_size=16), out", tol=1e-4)
 ### BEGIN HIDDEN TESTS
 _kh = torch.zeros(1, 48, 4)
 _kh[:, 16:32, 0] = 150.0
@@ -198,14 +216,17 @@ _kh[:, 32:, 0] = torch.linspace(160.0, 300.0, 16)
 _vh = torch.randn(1, 48, 3)
 _got_out, _got_lse = tiled_attention(_q, _kh, _vh, block_size=16)
 _want_out, _want_lse = naive_attention(_q, _kh, _vh)
-check_close(_got_out, _want_out, tol=1e-4)
-check_close(_got_lse, _want_lse, tol=1e-3)
+_what = ("tiled_attention(float32 q [1, 4, 4], k [1, 48, 4] with scores 0, then 150, then 160..300 "
+         "per key block, block_size=16)")
+check_close(_got_out, _want_out, _what + ", out", tol=1e-4)
+check_close(_got_lse, _want_lse, _what + ", lse", tol=1e-3)
 ### END HIDDEN TESTS
 
 # %% [test] id=test_tiled_causal points=2
 _q, _k, _v = (torch.randn(1, 2, 20, 8, dtype=torch.float64) for _ in range(3))
 _out, _lse = tiled_attention(_q, _k, _v, is_causal=True, block_size=16)
-check_close(_out, naive_attention(_q, _k, _v, is_causal=True)[0])
+check_close(_out, naive_attention(_q, _k, _v, is_causal=True)[0],
+            "tiled_attention(q, k, v [1, 2, 20, 8], is_causal=True, block_size=16), out")
 ### BEGIN HIDDEN TESTS
 from lib.attention import blocked_attention as _oracle
 for _lq, _lk, _b in [(10, 30, 4), (21, 21, 8), (17, 40, 16), (1, 9, 4), (35, 35, 16)]:
@@ -213,22 +234,48 @@ for _lq, _lk, _b in [(10, 30, 4), (21, 21, 8), (17, 40, 16), (1, 9, 4), (35, 35,
     _kh, _vh = torch.randn(2, _lk, 8, dtype=torch.float64), torch.randn(2, _lk, 6, dtype=torch.float64)
     _got_out, _got_lse = tiled_attention(_qh, _kh, _vh, is_causal=True, block_size=_b)
     _want_out, _want_lse = _oracle(_qh, _kh, _vh, is_causal=True, block_size=_b)
-    check_close(_got_out, _want_out, tol=1e-10)
-    check_close(_got_lse, _want_lse, tol=1e-10)
+    _what = f"tiled_attention(q [2, {_lq}, 8], k [2, {_lk}, 8], v [2, {_lk}, 6], is_causal=True, block_size={_b})"
+    check_close(_got_out, _want_out, _what + ", out", tol=1e-10)
+    check_close(_got_lse, _want_lse, _what + ", lse", tol=1e-10)
+# hidden keys with scores far above the visible ones (key j scores 400 * j): masking after the
+# exponential lets them set the running max, and every visible exp(s - m) underflows to 0
+_qh = torch.zeros(1, 8, 4, dtype=torch.float64)
+_qh[..., 0] = 2.0
+_kh = torch.zeros(1, 8, 4, dtype=torch.float64)
+_kh[..., 0] = 400.0 * torch.arange(8, dtype=torch.float64)
+_vh = torch.randn(1, 8, 3, dtype=torch.float64)
+_got_out, _got_lse = tiled_attention(_qh, _kh, _vh, is_causal=True, block_size=4)
+_want_out, _want_lse = naive_attention(_qh, _kh, _vh, is_causal=True)
+_what = "tiled_attention(q, k [1, 8, 4] with score 400 * j for key j, v [1, 8, 3], is_causal=True, block_size=4)"
+check_close(_got_out, _want_out, _what + ", out", tol=1e-10)
+check_close(_got_lse, _want_lse, _what + ", lse", tol=1e-10)
 ### END HIDDEN TESTS
 
 # %% [test] id=test_tiled_fully_masked_rows points=1
 _q, _k, _v = (torch.randn(1, _n, 8, dtype=torch.float64) for _n in (12, 5, 5))
 _out, _lse = tiled_attention(_q, _k, _v, is_causal=True, block_size=4)
-assert torch.isfinite(_out).all(), "NaN or inf in the output"
-assert torch.all(_out[:, :7] == 0), "queries 0..6 see no key: their output must be 0"
+_what = "tiled_attention(q [1, 12, 8], k, v [1, 5, 8], is_causal=True, block_size=4)"
+assert torch.isfinite(_out).all(), (
+    f"{_what}: expected a finite output, got NaN or inf in rows "
+    f"{sorted(set(torch.nonzero(~torch.isfinite(_out))[:, 1].tolist()))}")
+assert torch.all(_out[:, :7] == 0), (
+    f"{_what}: queries 0..6 see no key, so expected their output to be 0, got a max abs value of "
+    f"{_out[:, :7].abs().max().item():.3g}")
 ### BEGIN HIDDEN TESTS
-assert torch.all(_lse[:, :7] == -math.inf) and torch.isfinite(_lse[:, 7:]).all()
-check_close(_out, naive_attention(_q, _k, _v, True)[0])
+assert torch.all(_lse[:, :7] == -math.inf) and torch.isfinite(_lse[:, 7:]).all(), (
+    f"{_what}: expected lse = -inf for queries 0..6 (they see no key) and finite after, got "
+    f"{[round(x, 3) for x in _lse[0].tolist()]}")
+check_close(_out, naive_attention(_q, _k, _v, True)[0], _what + ", out")
 _qh, _kh, _vh = (torch.randn(2, _n, 8, dtype=torch.float64) for _n in (40, 3, 3))
 _got_out, _got_lse = tiled_attention(_qh, _kh, _vh, is_causal=True, block_size=16)
-assert torch.isfinite(_got_out).all() and torch.all(_got_out[:, :37] == 0)
-assert torch.all(_got_lse[:, :37] == -math.inf)
+_what = "tiled_attention(q [2, 40, 8], k, v [2, 3, 8], is_causal=True, block_size=16)"
+assert torch.isfinite(_got_out).all() and torch.all(_got_out[:, :37] == 0), (
+    f"{_what}: queries 0..36 see no key, so expected a finite output that is 0 in their rows, got "
+    f"{int((~torch.isfinite(_got_out)).sum())} non-finite entries and a max abs value of "
+    f"{_got_out[:, :37].nan_to_num(math.inf).abs().max().item():.3g} in rows 0..36")
+assert torch.all(_got_lse[:, :37] == -math.inf), (
+    f"{_what}: expected lse = -inf for queries 0..36, got {int((_got_lse[:, :37] != -math.inf).sum())} "
+    f"other values, e.g. {_got_lse[:, :37][_got_lse[:, :37] != -math.inf][:3].tolist()}")
 ### END HIDDEN TESTS
 
 # %% [test] id=test_tiled_memory points=1
@@ -236,11 +283,16 @@ _q, _k, _v = (torch.randn(1, 64, 4) for _ in range(3))
 with LargestTensor() as _spy:
     tiled_attention(_q, _k, _v, block_size=8)
 # the output has 64 * 4 = 256 elements; a tile 8 * 8 = 64; the full matrix 4096
-assert _spy.largest <= 256, f"a tensor of {_spy.largest} elements was built"
+assert _spy.largest <= 256, (
+    f"tiled_attention(q, k, v [1, 64, 4], block_size=8): expected no tensor larger than the "
+    f"256-element output (a tile has 64), got a tensor of {_spy.largest} elements")
 ### BEGIN HIDDEN TESTS
 _qh, _kh, _vh = (torch.randn(2, 96, 2) for _ in range(3))
 for _causal in (False, True):
     with LargestTensor() as _spy_hidden:
         tiled_attention(_qh, _kh, _vh, is_causal=_causal, block_size=16)
-    assert _spy_hidden.largest <= 2 * 96 * 2 + 2 * 16 * 16, f"{_spy_hidden.largest} elements"
+    assert _spy_hidden.largest <= 2 * 96 * 2 + 2 * 16 * 16, (
+        f"tiled_attention(q, k, v [2, 96, 2], is_causal={_causal}, block_size=16): expected no "
+        f"tensor larger than {2 * 96 * 2 + 2 * 16 * 16} elements (the output plus two tiles; the "
+        f"full score matrix has {2 * 96 * 96}), got a tensor of {_spy_hidden.largest} elements")
 ### END HIDDEN TESTS
