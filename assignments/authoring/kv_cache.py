@@ -81,12 +81,20 @@ def kv_cache_bytes(n_layers, n_kv_heads, head_dim, seq_len, batch, bytes_per_ele
 
 # %% [test] id=test_cache_bytes points=2
 # one layer, one head of size 1, one token, one sequence, 1 byte: a key and a value
-assert kv_cache_bytes(1, 1, 1, 1, 1, 1) == 2
+_got = kv_cache_bytes(1, 1, 1, 1, 1, 1)
+assert _got == 2, f"kv_cache_bytes(1, 1, 1, 1, 1, 1): expected 2 bytes (a key and a value), got {_got}"
 ### BEGIN HIDDEN TESTS
 from lib.attention import kv_cache_bytes as _ref_bytes
-assert kv_cache_bytes(32, 32, 128, 4096, 1, 2) == 2 * 2**30   # Llama 2 7B, 4k tokens, fp16
+_got = kv_cache_bytes(32, 32, 128, 4096, 1, 2)   # Llama 2 7B, 4k tokens, fp16
+assert _got == 2 * 2**30, (
+    f"kv_cache_bytes(n_layers=32, n_kv_heads=32, head_dim=128, seq_len=4096, batch=1, "
+    f"bytes_per_element=2), Llama 2 7B in fp16: expected {2 * 2**30} bytes (2 GiB), got {_got}")
 for _args in [(80, 8, 128, 4096, 1, 2), (12, 12, 64, 1024, 8, 4), (3, 2, 16, 7, 5, 1)]:
-    assert kv_cache_bytes(*_args) == _ref_bytes(*_args[:4], batch=_args[4], bytes_per_element=_args[5])
+    _got = kv_cache_bytes(*_args)
+    _want = _ref_bytes(*_args[:4], batch=_args[4], bytes_per_element=_args[5])
+    assert _got == _want, (
+        f"kv_cache_bytes(n_layers, n_kv_heads, head_dim, seq_len, batch, bytes_per_element = "
+        f"{_args}): expected {_want} bytes, got {_got}")
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -133,10 +141,16 @@ D, H, DH = 16, 4, 4
 ws = layer_weights(D, H, H, DH)
 x = torch.randn(2, 5, D, generator=torch.Generator().manual_seed(1), dtype=F64)
 out, ck, cv = decode_step(x[:, :1], *empty_cache(2, H, DH), *ws, H)
-assert out.shape == (2, 1, D) and ck.shape == (2, H, 1, DH) and cv.shape == (2, H, 1, DH)
+assert out.shape == (2, 1, D) and ck.shape == (2, H, 1, DH) and cv.shape == (2, H, 1, DH), (
+    f"decode_step(x_new [2, 1, {D}], empty caches [2, {H}, 0, {DH}], {H} heads): expected out (2, 1, {D}) "
+    f"and caches (2, {H}, 1, {DH}), got out {tuple(out.shape)}, cache_k {tuple(ck.shape)}, "
+    f"cache_v {tuple(cv.shape)}")
 # a single token attends only to itself: its output is its own value, projected
 v0 = (x[:, :1] @ ws[2])
-assert (out - v0 @ ws[3]).abs().max() < 1e-10
+_err = (out - v0 @ ws[3]).abs().max().item()
+assert _err < 1e-10, (
+    f"decode_step(first token [2, 1, {D}], empty cache): a lone token attends only to itself, so "
+    f"expected out == (x @ w_v) @ w_o within 1e-10, got a max abs error of {_err:.3g}")
 
 # %% [test] id=test_decode_mha points=3
 # Decode 6 tokens one at a time with 4 heads (MHA); every output must equal the full layer.
@@ -144,10 +158,32 @@ D, H, DH = 16, 4, 4
 ws = layer_weights(D, H, H, DH, seed=2)
 x = torch.randn(2, 6, D, generator=torch.Generator().manual_seed(2), dtype=F64)
 outs, ck, cv = decode_sequence(x, ws, H, H)
-assert outs.shape == (2, 6, D) and ck.shape == (2, H, 6, DH) and cv.shape == (2, H, 6, DH)
+assert outs.shape == (2, 6, D) and ck.shape == (2, H, 6, DH) and cv.shape == (2, H, 6, DH), (
+    f"decode_sequence(x [2, 6, {D}], {H} heads, {H} kv heads): expected outputs (2, 6, {D}) and caches "
+    f"(2, {H}, 6, {DH}), got {tuple(outs.shape)}, {tuple(ck.shape)}, {tuple(cv.shape)}")
 ### BEGIN HIDDEN TESTS
 from lib.attention import causal_self_attention as _ref_layer
-assert (outs - _ref_layer(x, *ws, H, H)).abs().max() < 1e-6, "decoding differs from recomputation"
+_err = (outs - _ref_layer(x, *ws, H, H)).abs().max(dim=-1).values.amax(dim=0)   # [L]
+assert _err.max() < 1e-6, (
+    f"decode_sequence(x [2, 6, {D}], {H} heads, {H} kv heads): expected every output within 1e-6 of the "
+    f"full causal layer, got max abs errors per position {[f'{e:.2g}' for e in _err.tolist()]}")
+# the head size comes from the cache, not from d_model: 4 heads of size 4 on d_model = 12
+_ws12 = layer_weights(12, H, H, DH, seed=5)
+_x12 = torch.randn(1, 3, 12, generator=torch.Generator().manual_seed(5), dtype=F64)
+_outs12, _, _ = decode_sequence(_x12, _ws12, H, H)
+_err = (_outs12 - _ref_layer(_x12, *_ws12, H, H)).abs().max().item()
+assert _err < 1e-6, (
+    f"decode_sequence(x [1, 3, 12], 4 heads of size 4, so n_heads * head_dim = 16 != d_model = 12): "
+    f"expected the full causal layer within 1e-6, got a max abs error of {_err:.3g}")
+# a cache prefilled by someone else: keys rotated at the absolute positions 0, 1, 2, 3, so the
+# new token must be rotated at position 4 (positions count from 0)
+_pk = rope((x[:, :4] @ ws[1]).view(2, 4, H, DH).transpose(1, 2), 0)     # [2, H, 4, DH]
+_pv = (x[:, :4] @ ws[2]).view(2, 4, H, DH).transpose(1, 2)
+_out4, _, _ = decode_step(x[:, 4:5], _pk, _pv, *ws, H)
+_err = (_out4 - _ref_layer(x[:, :5], *ws, H, H)[:, 4:5]).abs().max().item()
+assert _err < 1e-6, (
+    f"decode_step(token 4 of x [2, 6, {D}], a cache of 4 positions rotated at 0..3): expected the full "
+    f"causal layer's output at position 4 within 1e-6, got a max abs error of {_err:.3g}")
 ### END HIDDEN TESTS
 
 # %% [test] id=test_decode_gqa points=2
@@ -157,11 +193,16 @@ x = torch.randn(2, 6, D, generator=torch.Generator().manual_seed(4), dtype=F64)
 for n_kv in (2, 1):
     ws = layer_weights(D, H, n_kv, DH, seed=3)
     outs, ck, cv = decode_sequence(x, ws, H, n_kv)
-    assert outs.shape == (2, 6, D) and ck.shape == (2, n_kv, 6, DH)
+    assert outs.shape == (2, 6, D) and ck.shape == (2, n_kv, 6, DH), (
+        f"decode_sequence(x [2, 6, {D}], {H} heads, {n_kv} kv heads): expected outputs (2, 6, {D}) and "
+        f"cache_k (2, {n_kv}, 6, {DH}), got {tuple(outs.shape)} and {tuple(ck.shape)}")
 ### BEGIN HIDDEN TESTS
 from lib.attention import causal_self_attention as _ref_layer
 for _n_kv in (2, 1):
     _ws = layer_weights(D, H, _n_kv, DH, seed=3)
     _outs, _, _ = decode_sequence(x, _ws, H, _n_kv)
-    assert (_outs - _ref_layer(x, *_ws, H, _n_kv)).abs().max() < 1e-6, f"n_kv_heads={_n_kv}"
+    _err = (_outs - _ref_layer(x, *_ws, H, _n_kv)).abs().max().item()
+    assert _err < 1e-6, (
+        f"decode_sequence(x [2, 6, {D}], {H} heads, {_n_kv} kv heads): expected the full causal layer "
+        f"within 1e-6, got a max abs error of {_err:.3g}")
 ### END HIDDEN TESTS
