@@ -15,6 +15,10 @@
 #   the notebook, and the feedback names the line.
 # - Run the test cell under each answer: the visible tests are a first check. The grader
 #   runs more tests (hidden), so passing the visible ones is necessary, not sufficient.
+# - Each test cell defines `make()` (the inputs), `run(...)` (the calls to your functions)
+#   and `check(inputs, outputs)` (the expected values and asserts), and ends with
+#   `check(make(), run(**make()))`. When a test fails, call `run(**make())` yourself to see
+#   what your code returned. Do not give your own functions those three names.
 # - Points: 10 in all.
 
 # %% [setup]
@@ -56,28 +60,58 @@ def logsumexp(x):
     ### END SOLUTION
 
 # %% [test] id=test_logsumexp points=2
-check_close(logsumexp(np.array([0.0, 0.0])), np.log(2), "logsumexp([0, 0])")
-check_close(logsumexp(np.array([[1.0, 2.0, 3.0]])), [np.log(np.exp(1) + np.exp(2) + np.exp(3))],
-            "logsumexp([[1, 2, 3]]), shape [1, 3] -> [1]")
+def make():
+    return {"xs": [np.array([0.0, 0.0]), np.array([[1.0, 2.0, 3.0]])]}
+
+
+def run(xs):
+    return {"lse": [logsumexp(x) for x in xs]}
+
+
+def check(inputs, outputs):
+    zeros, row = outputs["lse"]
+    check_close(zeros, np.log(2), "logsumexp([0, 0])")
+    check_close(row, [np.log(np.exp(1) + np.exp(2) + np.exp(3))], "logsumexp([[1, 2, 3]]), shape [1, 3] -> [1]")
+
+
+check(make(), run(**make()))
 ### BEGIN HIDDEN TESTS
-from lib.numerics import logsumexp as _ref_logsumexp
-check_close(logsumexp(np.array([1000.0, 1000.0])), 1000.0 + np.log(2), "logsumexp([1000, 1000])")
-check_close(logsumexp(np.array([1e300, -1e300])), 1e300, "logsumexp([1e300, -1e300])")
-check_close(logsumexp(np.array([-1000.0, -1000.0])), -1000.0 + np.log(2), "logsumexp([-1000, -1000])")
-_x = np.random.default_rng(1).normal(scale=300.0, size=(4, 5, 6))
-check_close(logsumexp(_x), _ref_logsumexp(_x), "logsumexp of random normals (scale 300), shape [4, 5, 6]")
-import warnings
-with warnings.catch_warnings():
-    warnings.simplefilter("error")  # the statement asks for no warning on an all -inf row
-    try:
-        _all_neg_inf = logsumexp(np.array([[-np.inf, -np.inf]]))
-    except RuntimeWarning as _w:
-        raise AssertionError(f"logsumexp([[-inf, -inf]]): expected [-inf] and no warning, got the warning '{_w}'")
-assert np.isneginf(_all_neg_inf[0]), f"logsumexp([[-inf, -inf]]): expected [-inf], got {_all_neg_inf}"
-# rows at very different scales in one batch: the maximum must be taken per row
-check_close(logsumexp(np.array([[-np.inf, -np.inf], [1000.0, 1000.0], [-1000.0, -1000.0]])),
-            [-np.inf, 1000.0 + np.log(2), -1000.0 + np.log(2)],
-            "logsumexp of the rows [-inf, -inf], [1000, 1000], [-1000, -1000] in one [3, 2] batch")
+def make_hidden():
+    return {"xs": [np.array([1000.0, 1000.0]), np.array([1e300, -1e300]), np.array([-1000.0, -1000.0]),
+                   np.random.default_rng(1).normal(scale=300.0, size=(4, 5, 6)),
+                   np.array([[-np.inf, -np.inf], [1000.0, 1000.0], [-1000.0, -1000.0]])],
+            "all_neg_inf": np.array([[-np.inf, -np.inf]])}
+
+
+def run_hidden(xs, all_neg_inf):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the statement asks for no warning on an all -inf row
+        try:
+            neg_inf, warning = logsumexp(all_neg_inf), ""
+        except RuntimeWarning as caught:
+            neg_inf, warning = None, str(caught)
+    return {"lse": [logsumexp(x) for x in xs], "neg_inf": neg_inf, "warning": warning}
+
+
+def check_hidden(inputs, outputs):
+    from lib.numerics import logsumexp as ref_logsumexp
+
+    big, huge, small, normals, mixed = outputs["lse"]
+    check_close(big, 1000.0 + np.log(2), "logsumexp([1000, 1000])")
+    check_close(huge, 1e300, "logsumexp([1e300, -1e300])")
+    check_close(small, -1000.0 + np.log(2), "logsumexp([-1000, -1000])")
+    check_close(normals, ref_logsumexp(inputs["xs"][3]), "logsumexp of random normals (scale 300), shape [4, 5, 6]")
+    assert not outputs["warning"], (
+        f"logsumexp([[-inf, -inf]]): expected [-inf] and no warning, got the warning '{outputs['warning']}'")
+    assert np.isneginf(outputs["neg_inf"][0]), f"logsumexp([[-inf, -inf]]): expected [-inf], got {outputs['neg_inf']}"
+    # rows at very different scales in one batch: the maximum must be taken per row
+    check_close(mixed, [-np.inf, 1000.0 + np.log(2), -1000.0 + np.log(2)],
+                "logsumexp of the rows [-inf, -inf], [1000, 1000], [-1000, -1000] in one [3, 2] batch")
+
+
+check_hidden(make_hidden(), run_hidden(**make_hidden()))
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -104,28 +138,80 @@ def log_softmax(x):
     ### END SOLUTION
 
 # %% [test] id=test_softmax points=1.5
-check_close(softmax(np.array([1.0, 1.0])), [0.5, 0.5], "softmax([1, 1])")
-check_close(softmax(np.array([[0.0, np.log(3.0)]])), [[0.25, 0.75]], "softmax([[0, log 3]])")
+def make():
+    return {"xs": [np.array([1.0, 1.0]), np.array([[0.0, np.log(3.0)]])]}
+
+
+def run(xs):
+    return {"p": [softmax(x) for x in xs]}
+
+
+def check(inputs, outputs):
+    ones, row = outputs["p"]
+    check_close(ones, [0.5, 0.5], "softmax([1, 1])")
+    check_close(row, [[0.25, 0.75]], "softmax([[0, log 3]])")
+
+
+check(make(), run(**make()))
 ### BEGIN HIDDEN TESTS
-from lib.numerics import softmax as _ref_softmax
-check_close(softmax(np.array([1000.0, 1000.0])), [0.5, 0.5], "softmax([1000, 1000])")
-check_close(softmax(np.array([-1000.0, 0.0])), [0.0, 1.0], "softmax([-1000, 0])")
-check_close(softmax(np.array([0.0, -np.inf, 0.0])), [0.5, 0.0, 0.5], "softmax([0, -inf, 0])")
-_x = np.random.default_rng(2).normal(scale=50.0, size=(3, 7))
-check_close(softmax(_x), _ref_softmax(_x), "softmax of random normals (scale 50), shape [3, 7]")
+def make_hidden():
+    return {"xs": [np.array([1000.0, 1000.0]), np.array([-1000.0, 0.0]), np.array([0.0, -np.inf, 0.0]),
+                   np.random.default_rng(2).normal(scale=50.0, size=(3, 7))]}
+
+
+def run_hidden(xs):
+    return {"p": [softmax(x) for x in xs]}
+
+
+def check_hidden(inputs, outputs):
+    from lib.numerics import softmax as ref_softmax
+
+    big, apart, masked, normals = outputs["p"]
+    check_close(big, [0.5, 0.5], "softmax([1000, 1000])")
+    check_close(apart, [0.0, 1.0], "softmax([-1000, 0])")
+    check_close(masked, [0.5, 0.0, 0.5], "softmax([0, -inf, 0])")
+    check_close(normals, ref_softmax(inputs["xs"][3]), "softmax of random normals (scale 50), shape [3, 7]")
+
+
+check_hidden(make_hidden(), run_hidden(**make_hidden()))
 ### END HIDDEN TESTS
 
 # %% [test] id=test_log_softmax points=1.5
-check_close(log_softmax(np.array([0.0, 0.0])), [-np.log(2), -np.log(2)], "log_softmax([0, 0])")
+def make():
+    return {"x": np.array([0.0, 0.0])}
+
+
+def run(x):
+    return {"logp": log_softmax(x)}
+
+
+def check(inputs, outputs):
+    check_close(outputs["logp"], [-np.log(2), -np.log(2)], "log_softmax([0, 0])")
+
+
+check(make(), run(**make()))
 ### BEGIN HIDDEN TESTS
-from lib.numerics import log_softmax as _ref_log_softmax
-check_close(log_softmax(np.array([0.0, -1000.0])), [0.0, -1000.0], "log_softmax([0, -1000])")
-check_close(log_softmax(np.array([1000.0, 0.0, 1000.0])), [-np.log(2), -1000.0 - np.log(2), -np.log(2)],
-            "log_softmax([1000, 0, 1000])")
-_x = np.random.default_rng(3).normal(scale=50.0, size=(3, 7))
-check_close(log_softmax(_x), _ref_log_softmax(_x), "log_softmax of random normals (scale 50), shape [3, 7]")
-# an entry equal to -inf has probability 0, so its log-probability is exactly -inf
-check_close(log_softmax(np.array([[0.0, -np.inf, 0.0]])), [[-np.log(2), -np.inf, -np.log(2)]], "log_softmax([[0, -inf, 0]])")
+def make_hidden():
+    return {"xs": [np.array([0.0, -1000.0]), np.array([1000.0, 0.0, 1000.0]),
+                   np.random.default_rng(3).normal(scale=50.0, size=(3, 7)), np.array([[0.0, -np.inf, 0.0]])]}
+
+
+def run_hidden(xs):
+    return {"logp": [log_softmax(x) for x in xs]}
+
+
+def check_hidden(inputs, outputs):
+    from lib.numerics import log_softmax as ref_log_softmax
+
+    apart, big, normals, masked = outputs["logp"]
+    check_close(apart, [0.0, -1000.0], "log_softmax([0, -1000])")
+    check_close(big, [-np.log(2), -1000.0 - np.log(2), -np.log(2)], "log_softmax([1000, 0, 1000])")
+    check_close(normals, ref_log_softmax(inputs["xs"][2]), "log_softmax of random normals (scale 50), shape [3, 7]")
+    # an entry equal to -inf has probability 0, so its log-probability is exactly -inf
+    check_close(masked, [[-np.log(2), -np.inf, -np.log(2)]], "log_softmax([[0, -inf, 0]])")
+
+
+check_hidden(make_hidden(), run_hidden(**make_hidden()))
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -146,24 +232,75 @@ def cross_entropy(logits, labels, eps=0.0):
     ### END SOLUTION
 
 # %% [test] id=test_cross_entropy points=2
-check_close(cross_entropy(np.zeros((2, 4)), np.array([0, 3])), np.log(4), "cross_entropy(zeros [2, 4], labels [0, 3])")
+def make():
+    return {"logits": np.zeros((2, 4)), "labels": np.array([0, 3])}
+
+
+def run(logits, labels):
+    return {"loss": cross_entropy(logits, labels)}
+
+
+def check(inputs, outputs):
+    check_close(outputs["loss"], np.log(4), "cross_entropy(zeros [2, 4], labels [0, 3])")
+
+
+check(make(), run(**make()))
 ### BEGIN HIDDEN TESTS
-from lib.numerics import cross_entropy as _ref_ce
-_rng = np.random.default_rng(4)
-_logits, _labels = _rng.normal(scale=4.0, size=(8, 5)), _rng.integers(0, 5, size=8)
-check_close(cross_entropy(_logits, _labels), _ref_ce(_logits, _labels), "cross_entropy of random logits [8, 5] (scale 4)")
-check_close(cross_entropy(np.array([[1000.0, 0.0]]), np.array([1])), 1000.0, "cross_entropy([[1000, 0]], labels [1])")
+def make_hidden():
+    rng = np.random.default_rng(4)
+    return {"logits": rng.normal(scale=4.0, size=(8, 5)), "labels": rng.integers(0, 5, size=8)}
+
+
+def run_hidden(logits, labels):
+    return {"loss": cross_entropy(logits, labels),
+            "far": cross_entropy(np.array([[1000.0, 0.0]]), np.array([1]))}
+
+
+def check_hidden(inputs, outputs):
+    from lib.numerics import cross_entropy as ref_ce
+
+    check_close(outputs["loss"], ref_ce(inputs["logits"], inputs["labels"]),
+                "cross_entropy of random logits [8, 5] (scale 4)")
+    check_close(outputs["far"], 1000.0, "cross_entropy([[1000, 0]], labels [1])")
+
+
+check_hidden(make_hidden(), run_hidden(**make_hidden()))
 ### END HIDDEN TESTS
 
 # %% [test] id=test_label_smoothing points=1
-check_close(cross_entropy(np.zeros((1, 4)), np.array([2]), eps=0.1), np.log(4), "cross_entropy(zeros [1, 4], labels [2], eps=0.1)")
+def make():
+    return {"logits": np.zeros((1, 4)), "labels": np.array([2])}
+
+
+def run(logits, labels):
+    return {"loss": cross_entropy(logits, labels, eps=0.1)}
+
+
+def check(inputs, outputs):
+    check_close(outputs["loss"], np.log(4), "cross_entropy(zeros [1, 4], labels [2], eps=0.1)")
+
+
+check(make(), run(**make()))
 ### BEGIN HIDDEN TESTS
-from lib.numerics import cross_entropy as _ref_ce
-_rng = np.random.default_rng(7)
-_logits, _labels = _rng.normal(scale=4.0, size=(8, 5)), _rng.integers(0, 5, size=8)
-for _eps in (0.1, 0.3, 1.0):
-    check_close(cross_entropy(_logits, _labels, eps=_eps), _ref_ce(_logits, _labels, label_smoothing=_eps),
-                f"cross_entropy of random logits [8, 5] (scale 4), eps={_eps}")
+def make_hidden():
+    rng = np.random.default_rng(7)
+    return {"logits": rng.normal(scale=4.0, size=(8, 5)), "labels": rng.integers(0, 5, size=8),
+            "epsilons": [0.1, 0.3, 1.0]}
+
+
+def run_hidden(logits, labels, epsilons):
+    return {"loss": [cross_entropy(logits, labels, eps=eps) for eps in epsilons]}
+
+
+def check_hidden(inputs, outputs):
+    from lib.numerics import cross_entropy as ref_ce
+
+    for eps, loss in zip(inputs["epsilons"], outputs["loss"]):
+        check_close(loss, ref_ce(inputs["logits"], inputs["labels"], label_smoothing=eps),
+                    f"cross_entropy of random logits [8, 5] (scale 4), eps={eps}")
+
+
+check_hidden(make_hidden(), run_hidden(**make_hidden()))
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -183,13 +320,43 @@ def bce_with_logits(x, y):
     ### END SOLUTION
 
 # %% [test] id=test_bce points=2
-check_close(bce_with_logits(np.array([0.0]), np.array([1.0])), np.log(2), "bce_with_logits(x=[0], y=[1])")
+def make():
+    return {"x": np.array([0.0]), "y": np.array([1.0])}
+
+
+def run(x, y):
+    return {"loss": bce_with_logits(x, y)}
+
+
+def check(inputs, outputs):
+    check_close(outputs["loss"], np.log(2), "bce_with_logits(x=[0], y=[1])")
+
+
+check(make(), run(**make()))
 ### BEGIN HIDDEN TESTS
-from lib.numerics import binary_cross_entropy_with_logits as _ref_bce
-check_close(bce_with_logits(np.array([-1000.0]), np.array([1.0])), 1000.0, "bce_with_logits(x=[-1000], y=[1])")
-check_close(bce_with_logits(np.array([1000.0, -1000.0]), np.array([1.0, 0.0])), 0.0, "bce_with_logits(x=[1000, -1000], y=[1, 0])")
-_x, _y = np.random.default_rng(5).normal(scale=8.0, size=(4, 3)), np.random.default_rng(6).uniform(size=(4, 3))
-check_close(bce_with_logits(_x, _y), _ref_bce(_x, _y), "bce_with_logits of random x (scale 8) and y in [0, 1], shape [4, 3]")
-# the statement's "any finite input": logits of size 1e300
-check_close(bce_with_logits(np.array([1e300, -1e300]), np.array([0.0, 0.0])), 5e299, "bce_with_logits(x=[1e300, -1e300], y=[0, 0])")
+def make_hidden():
+    return {"pairs": [(np.array([-1000.0]), np.array([1.0])),
+                      (np.array([1000.0, -1000.0]), np.array([1.0, 0.0])),
+                      (np.random.default_rng(5).normal(scale=8.0, size=(4, 3)),
+                       np.random.default_rng(6).uniform(size=(4, 3))),
+                      (np.array([1e300, -1e300]), np.array([0.0, 0.0]))]}
+
+
+def run_hidden(pairs):
+    return {"loss": [bce_with_logits(x, y) for x, y in pairs]}
+
+
+def check_hidden(inputs, outputs):
+    from lib.numerics import binary_cross_entropy_with_logits as ref_bce
+
+    far, saturated, normals, huge = outputs["loss"]
+    check_close(far, 1000.0, "bce_with_logits(x=[-1000], y=[1])")
+    check_close(saturated, 0.0, "bce_with_logits(x=[1000, -1000], y=[1, 0])")
+    check_close(normals, ref_bce(*inputs["pairs"][2]),
+                "bce_with_logits of random x (scale 8) and y in [0, 1], shape [4, 3]")
+    # the statement's "any finite input": logits of size 1e300
+    check_close(huge, 5e299, "bce_with_logits(x=[1e300, -1e300], y=[0, 0])")
+
+
+check_hidden(make_hidden(), run_hidden(**make_hidden()))
 ### END HIDDEN TESTS
