@@ -72,15 +72,15 @@ test-gpu:
 	$(GPU_PYTHON) bench/attention.py --require-gpu --json bench/results/attention_gpu.json
 
 release: venv
-	$(BIN)/python tools/course_cli.py release --out dist
+	$(BIN)/python -m grader.cli release --out dist
 
 autograde: venv
 	@test -n "$(SUBMISSIONS)" || { echo "usage: make autograde SUBMISSIONS=<folder>"; exit 2; }
-	$(BIN)/python tools/course_cli.py autograde "$(SUBMISSIONS)" --out dist --jobs $(or $(JOBS),1)
+	$(BIN)/python -m grader.cli autograde "$(SUBMISSIONS)" --out dist --jobs $(or $(JOBS),1)
 
-# One Gradescope autograder per assignment (tools/gradescope.py; instructor guide).
+# One Gradescope autograder per assignment (grader/gradescope.py; instructor guide).
 gradescope: venv
-	$(BIN)/python tools/gradescope.py build --out dist/gradescope
+	$(BIN)/python -m grader.gradescope build --out dist/gradescope
 
 # The workshop's JupyterHub: its proxy comes from npm, the hub from requirements.txt.
 CHP_VERSION := 5.3.0

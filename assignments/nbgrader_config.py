@@ -5,7 +5,7 @@ with solutions and hidden tests, ``release/`` the student versions,
 ``submitted/<student>/<assignment>/`` what students hand in, ``autograded/`` and
 ``feedback/`` what grading produces, and ``gradebook.db`` the grades.
 
-Grading runs every student's kernel in a bubblewrap sandbox (``tools/sandbox.py``; the
+Grading runs every student's kernel in a bubblewrap sandbox (``grader/sandbox.py``; the
 design is in ``assignments/README.md``). The limits below are the defaults; the
 environment variables ``MLFS_CELL_TIMEOUT`` (seconds) and ``MLFS_MEMORY_MB`` override them
 for one run.
@@ -28,8 +28,9 @@ c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedE
 CELL_TIMEOUT = int(os.environ.get("MLFS_CELL_TIMEOUT", 30))
 MEMORY_MB = int(os.environ.get("MLFS_MEMORY_MB", 3072))
 
-# The sandbox lives in the repository's tools/ (MLFS_TOOLS when the course is a copy).
-sys.path.insert(0, os.environ.get("MLFS_TOOLS", str(Path(__file__).resolve().parents[1] / "tools")))
-import sandbox  # noqa: E402
+# The grader package sits at the repository's root (MLFS_ROOT when the course is a copy);
+# nbgrader loads this file by path, so the root goes on the module search path here.
+sys.path.insert(0, os.environ.get("MLFS_ROOT", str(Path(__file__).resolve().parents[1])))
+from grader import execute  # noqa: E402
 
-sandbox.configure_nbgrader(c, cell_timeout=CELL_TIMEOUT, memory_mb=MEMORY_MB)
+execute.configure_nbgrader(c, cell_timeout=CELL_TIMEOUT, memory_mb=MEMORY_MB)

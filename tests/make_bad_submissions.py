@@ -22,10 +22,10 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tools"))
-import course  # noqa: E402
-import grading  # noqa: E402
-import policy  # noqa: E402
+sys.path.insert(0, str(ROOT))  # run as a script: the grader package sits at the root
+from grader import course  # noqa: E402
+from grader import pipeline  # noqa: E402
+from grader import policy  # noqa: E402
 
 
 class Assignment:
@@ -33,7 +33,7 @@ class Assignment:
 
     def __init__(self, name: str, source: dict, release: dict):
         self.name, self.source, self.release = name, source, release
-        self.layout = grading.Layout.of(source)
+        self.layout = pipeline.Layout.of(source)
         self.full = dict(self.layout.points)
         self.deps = {t: policy.dependencies(src, self.layout.answers)
                      for t, src in self.layout.tests.items()}
@@ -65,7 +65,7 @@ class Assignment:
 
     def with_answer(self, notebook: dict, gid: str, code: str) -> dict:
         for cell in notebook["cells"]:
-            if grading._meta(cell).get("grade_id") == gid:
+            if pipeline._meta(cell).get("grade_id") == gid:
                 cell["source"] = code
         return notebook
 
@@ -73,12 +73,12 @@ class Assignment:
         """The solution (or ``base``) with ``code`` put before answer ``gid``'s own code."""
         notebook = base or self.solution()
         original = self.layout.answers[gid] if base is None else next(
-            grading._text(c) for c in notebook["cells"] if grading._meta(c).get("grade_id") == gid)
+            pipeline._text(c) for c in notebook["cells"] if pipeline._meta(c).get("grade_id") == gid)
         return self.with_answer(notebook, gid, code + "\n" + original)
 
 
 def _drop(notebook: dict, keep) -> dict:
-    notebook["cells"] = [c for c in notebook["cells"] if keep(grading._meta(c))]
+    notebook["cells"] = [c for c in notebook["cells"] if keep(pipeline._meta(c))]
     return notebook
 
 
@@ -173,10 +173,10 @@ def _malformed_and_injected(a: Assignment) -> list[tuple]:
     t = a.target
     sol = json.dumps(a.solution(), indent=1)
     with_list_id = a.solution()
-    next(c for c in with_list_id["cells"] if grading._meta(c).get("grade_id") == t)[
+    next(c for c in with_list_id["cells"] if pipeline._meta(c).get("grade_id") == t)[
         "metadata"]["nbgrader"]["grade_id"] = [t]
     with_int_source = a.solution()
-    next(c for c in with_int_source["cells"] if grading._meta(c).get("grade_id") == t)[
+    next(c for c in with_int_source["cells"] if pipeline._meta(c).get("grade_id") == t)[
         "source"] = ["x = 1\n", 5]
     surrogate = json.dumps(a.prefixed(t, "# a lone surrogate: \ud800"), indent=1).encode()
     chain = "_v0 = 0\n" + "".join(f"_v{i} = _v{i - 1} + 1\n" for i in range(1, 3000))
@@ -234,7 +234,7 @@ def _paste_outputs(notebook: dict) -> dict:
 
 def _edit_tests(notebook: dict) -> dict:
     for cell in notebook["cells"]:
-        if grading._meta(cell).get("grade"):
+        if pipeline._meta(cell).get("grade"):
             cell["source"] = "pass  # the tests were here"
     return notebook
 

@@ -18,8 +18,7 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
-import course  # noqa: E402
+from grader import course
 
 pytestmark = pytest.mark.slow
 # Each assignment's tests share one graded course (``graded``, cached per process): under
@@ -152,7 +151,7 @@ def test_mutant_loses_exactly_the_points_of_the_tests_aimed_at_it(mutant, tmp_pa
 
 def test_no_test_cell_reads_a_name_another_test_cell_binds():
     """Issue 21: shared helpers live in setup cells, so one failed test cannot zero another."""
-    import cell_isolation
+    from grader import cell_isolation
 
     report = cell_isolation.check_paths(
         [course.ASSIGNMENTS / "source" / n / f"{n}.ipynb" for n in course.assignment_names()])

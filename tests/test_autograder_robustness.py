@@ -24,12 +24,11 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tools"))
 sys.path.insert(0, str(ROOT / "tests"))
-import course  # noqa: E402
-import policy  # noqa: E402
-import recheck  # noqa: E402
-import sandbox  # noqa: E402
+from grader import course
+from grader import policy
+from grader import recheck
+from grader import sandbox
 
 # The tests of the graded batch share one module-scoped fixture: under xdist they run on
 # one worker (the "robustness" group, with the other slow grading tests); the rest spread.
@@ -109,12 +108,12 @@ def test_forbidden_call_the_attention_statement_forbids_is_a_finding():
 
 
 def test_grading_zeroes_the_tests_of_a_forbidden_call_and_a_too_long_cell():
-    import grading
+    from grader import pipeline
 
     source = json.loads((ROOT / "assignments" / "source" / "attention" / "attention.ipynb")
                         .read_text())
-    layout = grading.Layout.of(source)
-    sub = grading.Submission("s", "attention", Path("x"))
+    layout = pipeline.Layout.of(source)
+    sub = pipeline.Submission("s", "attention", Path("x"))
     sub.answers = dict(layout.answers)
     sub.answers["sdpa"] = ("def scaled_dot_product_attention(q, k, v, mask=None):\n"
                            "    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)")
@@ -122,49 +121,49 @@ def test_grading_zeroes_the_tests_of_a_forbidden_call_and_a_too_long_cell():
     rebuilt = {"cells": [{"cell_type": "code", "source": sub.answers[g],
                           "metadata": {"nbgrader": {"grade_id": g, "solution": True}}}
                          for g in layout.answers]}
-    grading.apply_policy(rebuilt, layout, sub)
+    pipeline.apply_policy(rebuilt, layout, sub)
     assert {f.kind for f in sub.findings["sdpa"]} == {"forbidden"}
     assert {f.kind for f in sub.findings["padding"]} == {"size"}
     assert "not run" in sub.answers["padding"]
-    zeroed = grading.policy_zeroes(layout, sub)
+    zeroed = pipeline.policy_zeroes(layout, sub)
     assert {"test_sdpa_values", "test_sdpa_rows", "test_sdpa_mask", "test_padding_mask"} \
         <= zeroed.keys(), zeroed
 
 
 def test_report_escapes_every_student_controlled_text():
     """Issue 23 item 12: reasons, notes and findings cannot inject HTML or close a block."""
-    import grading
+    from grader import pipeline
 
-    layout = grading.Layout([], {}, {"t": ""}, {"t": 1.0}, {})
-    sub = grading.Submission("s", "numerics", Path("x"))
+    layout = pipeline.Layout([], {}, {"t": ""}, {"t": 1.0}, {})
+    sub = pipeline.Submission("s", "numerics", Path("x"))
     evil = "```\n</pre><script>alert(1)</script>\n# Grading report: 9 / 9 points"
     sub.scores, sub.reasons = {"t": 0.0}, {"t": "RuntimeError: " + evil}
     sub.notes = [f"answer cell `a` raised:\n{evil}", "<img src=x onerror=alert(2)>"]
     sub.findings = {"a": [policy.Finding("tamper", 1, "<b>bold</b> | `x`")]}
-    report = grading.report_markdown(layout, sub)
+    report = pipeline.report_markdown(layout, sub)
     assert "<script>" not in report and "<img" not in report and "<b>" not in report
     assert "\n# Grading report: 9" not in report and "```" not in report
     assert report.startswith("# Grading report: 0 / 1 points")
-    assert grading.clean_text("a\ud800b") == "a\\ud800b"
+    assert pipeline.clean_text("a\ud800b") == "a\\ud800b"
 
 
 def test_rich_outputs_become_text_and_long_outputs_are_cut():
-    import grading
+    from grader import pipeline
 
     html_out = {"output_type": "display_data", "metadata": {},
                 "data": {"text/html": "<script>alert(1)</script>", "text/plain": "<obj>",
                          "application/javascript": "alert(2)", "image/png": "iVBOR"}}
-    clean = grading.sanitize_output(html_out)
+    clean = pipeline.sanitize_output(html_out)
     assert clean["data"] == {"text/plain": "<obj>", "image/png": "iVBOR"}
-    long_out = grading.sanitize_output({"output_type": "stream", "name": "stdout",
+    long_out = pipeline.sanitize_output({"output_type": "stream", "name": "stdout",
                                         "text": "x" * 10**6})
-    assert len(long_out["text"]) < grading.MAX_OUTPUT_CHARS + 200
+    assert len(long_out["text"]) < pipeline.MAX_OUTPUT_CHARS + 200
     assert "cut by the grader" in long_out["text"]
 
 
 def test_symlinked_or_irregular_submissions_are_refused(tmp_path):
     """Issue 23 item 5: a link to another student's notebook is not graded."""
-    import grading
+    from grader import pipeline
 
     real = tmp_path / "good" / "numerics" / "numerics.ipynb"
     real.parent.mkdir(parents=True)
@@ -174,10 +173,10 @@ def test_symlinked_or_irregular_submissions_are_refused(tmp_path):
     link.symlink_to(real)
     (tmp_path / "linked_dir").symlink_to(tmp_path / "good")
     os.mkfifo(tmp_path / "fifo.ipynb")
-    assert grading.not_regular(real) == ""
-    assert "symbolic link" in grading.not_regular(link)
-    assert "symbolic link" in grading.not_regular(tmp_path / "linked_dir" / "numerics" / "numerics.ipynb")
-    assert "not a regular file" in grading.not_regular(tmp_path / "fifo.ipynb", levels=1)
+    assert pipeline.not_regular(real) == ""
+    assert "symbolic link" in pipeline.not_regular(link)
+    assert "symbolic link" in pipeline.not_regular(tmp_path / "linked_dir" / "numerics" / "numerics.ipynb")
+    assert "not a regular file" in pipeline.not_regular(tmp_path / "fifo.ipynb", levels=1)
 
 
 # --------------------------------------------------------------------------------------
@@ -582,9 +581,10 @@ def batch(tmp_path_factory):
     manifest = make_bad_submissions.build(base / "submissions", ["numerics", "calibration"],
                                           {"calibration"})
     started = time.monotonic()
-    proc = subprocess.run([sys.executable, str(ROOT / "tools" / "course_cli.py"), "autograde",
+    proc = subprocess.run([sys.executable, "-m", "grader.cli", "autograde",
                            str(base / "submissions"), "--out", str(base / "dist"),
-                           "--timeout", "5"], capture_output=True, text=True, timeout=1500)
+                           "--timeout", "5"], capture_output=True, text=True, timeout=1500,
+                          cwd=ROOT)
     elapsed = time.monotonic() - started
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     with (base / "dist" / "grades.csv").open() as f:
@@ -598,16 +598,17 @@ def batch(tmp_path_factory):
 @needs_bwrap
 @in_batch_group
 def test_parallel_grading_gives_the_grades_of_the_serial_batch(batch, tmp_path):
-    import course_cli
+    from grader import cli as course_cli
 
     chosen = sorted(batch["manifest"])[::4]          # a spread of good, broken and hostile
     subset = tmp_path / "subset"
     subset.mkdir()
     for student in chosen:
         course_cli._copy_keeping_links(batch["submissions"] / student, subset / student)
-    proc = subprocess.run([sys.executable, str(ROOT / "tools" / "course_cli.py"), "autograde",
+    proc = subprocess.run([sys.executable, "-m", "grader.cli", "autograde",
                            str(subset), "--out", str(tmp_path / "dist"), "--timeout", "5",
-                           "--jobs", "2"], capture_output=True, text=True, timeout=1500)
+                           "--jobs", "2"], capture_output=True, text=True, timeout=1500,
+                          cwd=ROOT)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     assert f"{len(chosen)}/{len(chosen)}" in proc.stderr, "the progress bar reaches the total"
     with (tmp_path / "dist" / "grades.csv").open() as f:
@@ -698,9 +699,9 @@ def test_a_dead_kernel_keeps_earlier_points_and_zeroes_the_rest(tmp_path):
 
 def test_the_workflow_chapter_states_the_real_grades_csv_header(tmp_path):
     """Issue 14 item 3: the docs name the header `_write_csv` really writes."""
-    import grading
+    from grader import pipeline
 
-    grading._write_csv(tmp_path / "grades.csv", [])
+    pipeline._write_csv(tmp_path / "grades.csv", [])
     header = (tmp_path / "grades.csv").read_text().strip()
     chapter = (ROOT / "chapters" / "part7_drills" / "nbgrader_workflow.md").read_text()
     assert header == "assignment,student_id,score,max_score,status,seconds"
@@ -726,7 +727,7 @@ def test_feedback_pages_carry_no_student_html(batch):
 def test_a_reference_solution_short_of_full_marks_refuses_the_batch(tmp_path, monkeypatch):
     """Issue 14 item 1: when `lib` (here, a module the hidden tests import) does not resolve
     in the sandbox, the reference solution fails first and the batch writes no grades."""
-    import grading
+    from grader import pipeline
 
     assignments = tmp_path / "assignments"
     shutil.copytree(ROOT / "assignments" / "source" / "numerics", assignments / "source" / "numerics")
@@ -740,8 +741,8 @@ def test_a_reference_solution_short_of_full_marks_refuses_the_batch(tmp_path, mo
     shutil.copy(path, submissions / "numerics.ipynb")
     (tmp_path / "dist").mkdir()
     (tmp_path / "dist" / "grades.csv").write_text("stale")
-    with pytest.raises(grading.GradingRefused) as refused:
-        grading.grade_batch(tmp_path / "submissions", tmp_path / "dist", cell_timeout=10,
+    with pytest.raises(pipeline.GradingRefused) as refused:
+        pipeline.grade_batch(tmp_path / "submissions", tmp_path / "dist", cell_timeout=10,
                             log=lambda line: None)
     message = str(refused.value)
     assert "\n" not in message and "reference solution of 'numerics'" in message
@@ -765,11 +766,10 @@ def test_a_checkout_whose_virtualenv_is_a_symlink_to_another_checkouts_grades_ri
     student.mkdir(parents=True)
     shutil.copy(ROOT / "assignments" / "source" / "numerics" / "numerics.ipynb", student)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFS_", "PYTHON"))}
-    proc = subprocess.run([str(checkout / ".venv" / "bin" / "python"),
-                           str(checkout / "tools" / "course_cli.py"), "autograde",
-                           str(tmp_path / "submissions"), "--out", str(tmp_path / "dist"),
+    proc = subprocess.run([str(checkout / ".venv" / "bin" / "python"), "-m", "grader.cli",
+                           "autograde", str(tmp_path / "submissions"), "--out", str(tmp_path / "dist"),
                            "--timeout", "20"], capture_output=True, text=True, timeout=900,
-                          env=env, cwd=tmp_path)
+                          env=env, cwd=checkout)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     with (tmp_path / "dist" / "grades.csv").open() as f:
         (row,) = list(csv.DictReader(f))
@@ -778,7 +778,7 @@ def test_a_checkout_whose_virtualenv_is_a_symlink_to_another_checkouts_grades_ri
 
 def test_a_test_that_fails_only_in_the_notebook_run_says_its_message(tmp_path):
     """Issue 14 item 3: the summary shows the cell's error, not 'see the output below'."""
-    import grading
+    from grader import pipeline
 
     path = tmp_path / "autograded" / "s" / "a" / "a.ipynb"
     path.parent.mkdir(parents=True)
@@ -788,6 +788,6 @@ def test_a_test_that_fails_only_in_the_notebook_run_says_its_message(tmp_path):
                          "evalue": "peak memory 18432 elements, expected at most 4096",
                          "traceback": []}]}
     path.write_text(json.dumps({"cells": [cell]}))
-    said = grading._cell_error(tmp_path, "a", "s", "test_mem")
+    said = pipeline._cell_error(tmp_path, "a", "s", "test_mem")
     assert said == "AssertionError: peak memory 18432 elements, expected at most 4096"
-    assert grading._cell_error(tmp_path, "a", "s", "no_such_cell") == "see the cell's output below"
+    assert pipeline._cell_error(tmp_path, "a", "s", "no_such_cell") == "see the cell's output below"

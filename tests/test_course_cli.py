@@ -19,9 +19,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-CLI = ROOT / "tools" / "course_cli.py"
-sys.path.insert(0, str(ROOT / "tools"))
-import course  # noqa: E402
+from grader import course
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("robustness")]
 needs_bwrap = pytest.mark.skipif(shutil.which("bwrap") is None,
@@ -29,8 +27,8 @@ needs_bwrap = pytest.mark.skipif(shutil.which("bwrap") is None,
 
 
 def cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(CLI), *args], capture_output=True, text=True,
-                          timeout=1200, env=env)
+    return subprocess.run([sys.executable, "-m", "grader.cli", *args], capture_output=True,
+                          text=True, timeout=1200, env=env, cwd=ROOT)
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,6 @@
 """The Gradescope export grades like ``make autograde``, end to end.
 
-``make gradescope`` (``tools/gradescope.py build``) writes one autograder zip per
+``make gradescope`` (``python -m grader.gradescope build``) writes one autograder zip per
 assignment. The slow test unpacks the ``numerics`` zip into a temporary folder laid out as
 Gradescope's ``/autograder`` (``source/`` = the zip, ``run_autograder`` copied next to it,
 the student's upload in ``submission/``), runs ``run_autograder`` as a program on three
@@ -30,9 +30,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tools"))
-import course  # noqa: E402
-import gradescope  # noqa: E402
+from grader import course
+from grader import gradescope
 
 # Its own xdist group: it shares no fixture with the other grading tests.
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("gradescope")]
@@ -125,8 +124,9 @@ def test_the_zip_holds_the_two_scripts_and_what_grading_needs(tmp_path):
         notebook = archive.read(f"assignments/source/{NAME}/{NAME}.ipynb").decode()
         setup = archive.read("setup.sh").decode()
         runner = archive.read("run_autograder").decode()
-    assert {"setup.sh", "run_autograder", "lib/__init__.py", "tools/grading.py",
-            "tools/gradescope.py", "tools/sandbox.py", "assignments/nbgrader_config.py",
+    assert {"setup.sh", "run_autograder", "lib/__init__.py", "grader/pipeline.py",
+            "grader/gradescope.py", "grader/sandbox.py", "grader/split.py", "grader/exchange.py",
+            "assignments/nbgrader_config.py",
             "requirements.txt", "pyproject.toml"} <= names, sorted(names)
     assert modes["setup.sh"] == modes["run_autograder"] == 0o755, modes
     assert gradescope.HIDDEN_MARK in notebook, "the hidden tests must travel with the zip"
@@ -190,7 +190,7 @@ def test_without_a_working_sandbox_the_student_gets_zero_and_the_reason(bwrap, t
 @pytest.mark.parametrize("upload", ["nothing", "refused"])
 def test_an_ungraded_submission_gets_zero_and_the_reason(upload, tmp_path, monkeypatch):
     """How ``run`` reports what ``grade_batch`` decided (a fake batch: no sandbox needed)."""
-    import grading
+    from grader import pipeline
 
     (tmp_path / "submission").mkdir()
     if upload == "refused":
@@ -202,8 +202,8 @@ def test_an_ungraded_submission_gets_zero_and_the_reason(upload, tmp_path, monke
         folder = submissions / gradescope.STUDENT / NAME
         assert folder.is_dir() and (folder / f"{NAME}.ipynb").exists() == (upload != "nothing")
         if upload == "refused":
-            raise grading.GradingRefused(refusal)
-        return [grading.Submission(gradescope.STUDENT, NAME, folder / f"{NAME}.ipynb",
+            raise pipeline.GradingRefused(refusal)
+        return [pipeline.Submission(gradescope.STUDENT, NAME, folder / f"{NAME}.ipynb",
                                    rejected=f"no file {NAME}.ipynb in the submission folder",
                                    scores={gid: 0.0 for gid in points})]
 
@@ -255,9 +255,9 @@ def test_run_autograder_gives_the_scores_of_make_autograde(notebooks, tmp_path):
         path.write_bytes(notebooks[student])
     out = tmp_path / "dist"
     cpu = cpu_seconds()
-    proc = subprocess.run([sys.executable, str(ROOT / "tools" / "course_cli.py"), "autograde",
+    proc = subprocess.run([sys.executable, "-m", "grader.cli", "autograde",
                            str(batch), "--out", str(out)],
-                          capture_output=True, text=True, timeout=900)
+                          capture_output=True, text=True, timeout=900, cwd=ROOT)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
     print("make autograde:", proc.stdout.strip().splitlines()[-1],
           f"CPU {cpu_seconds() - cpu:.1f} s")

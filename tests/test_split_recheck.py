@@ -18,9 +18,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tools"))
-import course  # noqa: E402
-import grading  # noqa: E402
+from grader import course
+from grader import pipeline
 
 from grader import exchange, split  # noqa: E402
 
@@ -29,9 +28,9 @@ _SOLUTION = re.compile(r"^([ \t]*)### BEGIN SOLUTION\n.*?^[ \t]*### END SOLUTION
                        re.DOTALL | re.MULTILINE)
 
 
-def _layout(name: str) -> grading.Layout:
+def _layout(name: str) -> pipeline.Layout:
     path = course.ASSIGNMENTS / "source" / name / f"{name}.ipynb"
-    return grading.Layout.of(json.loads(path.read_text()))
+    return pipeline.Layout.of(json.loads(path.read_text()))
 
 
 def _blank(source: str) -> str:
@@ -40,7 +39,7 @@ def _blank(source: str) -> str:
                          source)
 
 
-def _verdicts(layout: grading.Layout, answers: dict[str, str]) -> dict[str, str]:
+def _verdicts(layout: pipeline.Layout, answers: dict[str, str]) -> dict[str, str]:
     student = split.InProcessStudent(layout.setup, list(answers.items()))
     return split.run_tests(layout.setup, list(layout.tests.items()), student)
 

@@ -79,9 +79,9 @@ def _answers(fetched: dict, wrong: bool) -> dict:
 
 
 def _grades(submissions: Path, out: Path) -> dict[str, tuple[float, float]]:
-    subprocess.run([sys.executable, str(ROOT / "tools" / "course_cli.py"), "autograde",
+    subprocess.run([sys.executable, "-m", "grader.cli", "autograde",
                     str(submissions), "--out", str(out)], check=True, capture_output=True,
-                   text=True)
+                   text=True, cwd=ROOT)
     with (out / "grades.csv").open() as f:
         return {r["student_id"]: (float(r["score"]), float(r["max_score"]))
                 for r in csv.DictReader(f)}

@@ -682,8 +682,7 @@ class StudentProcess:
 
     def __init__(self, setup: list[str], cells: list[tuple[str, str]], names: list[str],
                  *, with_lib: bool, timeout: float):
-        sys.path.insert(0, str(Path(__file__).resolve().parent))
-        import sandbox
+        from grader import sandbox
 
         script = Path(__file__).resolve()
         argv = sandbox.bwrap_argv([sys.executable, str(script), "--student"],
@@ -704,7 +703,7 @@ class StudentProcess:
         self.errors, self.exports = reply["errors"], reply["exports"]
 
     def close(self) -> None:
-        import sandbox
+        from grader import sandbox
 
         if self.process.poll() is None:
             self.process.kill()

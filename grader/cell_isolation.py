@@ -1,7 +1,7 @@
 """Graded test cells must not depend on each other (issue 21, "cascading zeros").
 
-    python tools/cell_isolation.py            # check every assignments/source/<name>/<name>.ipynb
-    python tools/cell_isolation.py NB.ipynb   # check the given notebooks
+    python -m grader.cell_isolation            # check every assignments/source/<name>/<name>.ipynb
+    python -m grader.cell_isolation NB.ipynb   # check the given notebooks
 
 A hidden test that reads a name bound by an *earlier test cell* fails with ``NameError``
 whenever that earlier cell fails, so one mistake costs the points of two tests; and a

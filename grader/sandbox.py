@@ -4,11 +4,11 @@ without the course folder, writes only to its own size-limited /tmp, and caps on
 Two programs use it:
 
 * the grading kernel of ``nbgrader autograde``: ``nbgrader_config.py`` installs a kernel spec
-  named ``python3`` whose command is ``python tools/sandbox.py kernel {connection_file}``,
+  named ``python3`` whose command is ``python grader/sandbox.py kernel {connection_file}``,
   so every notebook nbgrader executes gets a sandboxed IPython kernel. The kernel and
   nbgrader talk over Unix sockets (ZeroMQ's ``ipc`` transport) in a folder bound into the
   sandbox, because a kernel without a network namespace has no ``localhost`` to share;
-* the trusted re-check (``tools/recheck.py``), which runs the student's answer cells in a
+* the trusted re-check (``grader/split.py``), which runs the student's answer cells in a
   sandboxed process and calls them from outside.
 
 What the sandbox sees: ``/usr`` and a few files of ``/etc`` read-only, the Python
@@ -41,7 +41,6 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-TOOLS = ROOT / "tools"
 LIB = ROOT / "lib"
 DEFAULT_MEMORY_MB = 3072
 DEFAULT_SCRATCH_MB = 256
@@ -105,9 +104,10 @@ def bwrap_argv(command: list[str], *, workdir: Path | None = None,
     for name in PASSED_ENV:
         if name in os.environ:
             argv += ["--setenv", name, os.environ[name]]
-    if with_lib:  # `import lib` finds the mounted lib/ first, whatever the virtualenv's
-        # editable install points at (a venv shared with, or symlinked from, another checkout)
-        argv += ["--setenv", "PYTHONPATH", str(ROOT)]
+    # `import lib` (when mounted) and `import grader` (the re-check's student side) resolve
+    # to this checkout's folders, whatever the virtualenv's editable install points at (a
+    # venv shared with, or symlinked from, another checkout); nothing else of it is mounted
+    argv += ["--setenv", "PYTHONPATH", str(ROOT)]
     # The sandbox's root is a tmpfs: make it read-only, so that only /tmp (and
     # the kernel's socket folder) can be written.
     argv += ["--remount-ro", "/", "--chdir", str(workdir or "/tmp"), "--", *command]
@@ -201,7 +201,7 @@ def install_kernelspec(jupyter_dir: Path) -> Path:
     """Write ``<jupyter_dir>/kernels/python3/kernel.json`` that starts a sandboxed kernel."""
     spec_dir = jupyter_dir / "kernels" / "python3"
     spec_dir.mkdir(parents=True, exist_ok=True)
-    spec = {"argv": [sys.executable, str(TOOLS / "sandbox.py"), "kernel", "{connection_file}"],
+    spec = {"argv": [sys.executable, str(Path(__file__).resolve()), "kernel", "{connection_file}"],
             "display_name": "Python 3 (sandboxed grader)", "language": "python",
             "interrupt_mode": "message"}
     (spec_dir / "kernel.json").write_text(json.dumps(spec, indent=1))
@@ -211,7 +211,7 @@ def install_kernelspec(jupyter_dir: Path) -> Path:
 _GRADER_FOLDER: list[Path] = []
 
 
-def _grader_folder() -> Path:
+def grader_folder() -> Path:
     """This process's private folder (kernel spec, socket folders), removed at exit.
 
     nbgrader may load its configuration more than once; all loads share one folder.
@@ -224,33 +224,6 @@ def _grader_folder() -> Path:
         atexit.register(remove_finished_cgroups)
         _GRADER_FOLDER.append(base)
     return _GRADER_FOLDER[0]
-
-
-def configure_nbgrader(c, *, cell_timeout: int, memory_mb: int) -> None:
-    """Point nbgrader's kernels at the sandbox (called from ``nbgrader_config.py``).
-
-    Every kernel is started by :func:`run_kernel`; nbgrader reaches it over Unix sockets
-    in a folder private to that kernel, the only part of the grader's file system the
-    kernel can write (besides its own ``/tmp``). Releasing an assignment runs no student code and
-    works without bubblewrap; grading refuses to start without it
-    (:meth:`grader_execute.SandboxExecute.preprocess`).
-    """
-    os.environ.setdefault("MLFS_MEMORY_MB", str(memory_mb))
-    base = _grader_folder()
-    ipc_dir = base / "ipc"
-    os.environ["MLFS_IPC_DIR"] = str(ipc_dir)
-    os.environ["JUPYTER_PATH"] = str(base / "jupyter")
-    c.KernelSpecManager.ensure_native_kernel = False
-    c.KernelManager.transport = "ipc"
-    import grader_execute
-
-    c.Autograde.autograde_preprocessors = grader_execute.autograde_preprocessors()
-    c.Execute.timeout = cell_timeout
-    c.Execute.interrupt_on_timeout = True
-    c.Execute.error_on_timeout = {
-        "ename": "CellTimeoutError", "evalue": f"the cell ran longer than {cell_timeout} s",
-        "traceback": [f"CellTimeoutError: the cell ran longer than {cell_timeout} s (the "
-                      "grader's per-cell limit) and was interrupted"]}
 
 
 def private_ipc_kernel_manager() -> type:

@@ -1,14 +1,14 @@
 """Every assignment as a Gradescope autograder, graded exactly as ``make autograde`` grades.
 
-    python tools/gradescope.py build [--out dist/gradescope] [NAME ...]
+    python -m grader.gradescope build [--out dist/gradescope] [NAME ...]
         dist/gradescope/<name>.zip for every assignment (or those named): ``setup.sh`` and
         ``run_autograder`` at the root of the zip, next to what grading needs (``lib/``,
-        ``tools/``, ``assignments/nbgrader_config.py``, ``assignments/source/<name>/`` with
+        ``grader/``, ``assignments/nbgrader_config.py``, ``assignments/source/<name>/`` with
         the hidden tests, ``requirements.txt``, ``pyproject.toml``).
 
-    python tools/gradescope.py run --assignment NAME [--root /autograder]
+    python -m grader.gradescope run --assignment NAME [--root /autograder]
         what ``run_autograder`` calls for one submission: take the notebook from
-        ``<root>/submission/``, grade it with ``grading.grade_batch`` (the function behind
+        ``<root>/submission/``, grade it with ``pipeline.grade_batch`` (the function behind
         ``make autograde``: reference solution first, screening, rebuild, policy, nbgrader in
         the bubblewrap sandbox, trusted re-check) and write ``<root>/results/results.json``.
 
@@ -41,8 +41,7 @@ import time
 import zipfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import course  # noqa: E402
+from grader import course
 
 ROOT = course.ROOT
 STUDENT = "submission"                 # the one student of a Gradescope run
@@ -77,14 +76,14 @@ python3 -m venv /autograder/venv
 RUN_AUTOGRADER = """#!/usr/bin/env bash
 # Gradescope runs this for every submission, in /autograder. It grades the notebook in
 # /autograder/submission exactly as `make autograde` does and writes
-# /autograder/results/results.json (tools/gradescope.py). AUTOGRADER_ROOT replaces
+# /autograder/results/results.json (grader/gradescope.py). AUTOGRADER_ROOT replaces
 # /autograder, so that a test can simulate the layout in a temporary folder.
 root="${{AUTOGRADER_ROOT:-/autograder}}"
 python="$root/venv/bin/python"
 [ -x "$python" ] || python="$(command -v python3)"
 mkdir -p "$root/results"
 status=0
-"$python" "$root/source/tools/gradescope.py" run --assignment {name} --root "$root" || status=$?
+(cd "$root/source" && "$python" -m grader.gradescope run --assignment {name} --root "$root") || status=$?
 if [ ! -s "$root/results/results.json" ]; then
     why="The autograder stopped before grading (exit status $status); see its log."
     printf '{{"score": 0.0, "output": "%s", "stdout_visibility": "hidden"}}\\n' "$why" \\
@@ -103,7 +102,7 @@ def course_files(name: str) -> list[Path]:
         return [p for p in folder.rglob("*")
                 if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"]
 
-    files = [*tree(ROOT / "lib"), *sorted((ROOT / "tools").glob("*.py")),
+    files = [*tree(ROOT / "lib"), *sorted((ROOT / "grader").glob("*.py")),
              course.ASSIGNMENTS / "nbgrader_config.py",
              *tree(course.ASSIGNMENTS / "source" / name),
              ROOT / "requirements.txt", ROOT / "pyproject.toml"]
@@ -185,14 +184,14 @@ def sandbox_works() -> str:
 
 
 def layout_of(name: str):
-    import grading
+    from grader import pipeline
 
-    return grading.Layout.of(json.loads(
+    return pipeline.Layout.of(json.loads(
         (course.ASSIGNMENTS / "source" / name / f"{name}.ipynb").read_text()))
 
 
 def results_json(name: str, sub=None, note: str = "", failure: str = "") -> dict:
-    """Gradescope's ``results.json`` for one graded :class:`grading.Submission`.
+    """Gradescope's ``results.json`` for one graded :class:`pipeline.Submission`.
 
     Without ``sub`` (the grader could not run) every test scores 0 and ``failure`` says why.
     """
@@ -228,8 +227,8 @@ def results_json(name: str, sub=None, note: str = "", failure: str = "") -> dict
 
 def run(root: Path, name: str) -> dict:
     """Grade ``root/submission`` as assignment ``name``; write and return ``results.json``."""
-    import grading
-    import sandbox
+    from grader import pipeline
+    from grader import sandbox
 
     started = time.monotonic()
     notebook, note = find_notebook(root / "submission", name)
@@ -242,8 +241,8 @@ def run(root: Path, name: str) -> dict:
         subs = []
         if not failure:
             try:
-                subs = grading.grade_batch(folder.parents[1], Path(tmp) / "out")
-            except (sandbox.SandboxUnavailable, grading.GradingRefused) as error:
+                subs = pipeline.grade_batch(folder.parents[1], Path(tmp) / "out")
+            except (sandbox.SandboxUnavailable, pipeline.GradingRefused) as error:
                 failure = str(error)
             except Exception as error:  # the student still gets a results.json
                 failure = f"the grader failed ({type(error).__name__}: {error})"

@@ -8,12 +8,13 @@
 2. **rebuilds** the notebook from the instructor's release: only the student's answer
    cells (matched by nbgrader ``grade_id``) are taken; read-only cells come from the
    release, outputs are dropped, cells the student added are not run;
-3. applies the **static policy** (``tools/policy.py``) to each answer cell; a cell that
+3. applies the **static policy** (``grader/policy.py``) to each answer cell; a cell that
    tampers with the grader is replaced by a stub before anything runs;
 4. runs **nbgrader autograde** once per assignment, each kernel in the bubblewrap sandbox
    with a per-cell timeout and a memory cap (``nbgrader_config.py``);
-5. runs the **trusted re-check** (``tools/recheck.py``): the test cells again, with the
-   student's functions in a separate sandboxed process;
+5. runs the **trusted re-check** (``grader/split.py``): every test's ``make`` and ``check``
+   again in the grader, its ``run`` beside the student's answers in a separate sandboxed
+   process, with only plain arrays crossing;
 6. keeps for each test cell ``min(nbgrader, re-check, policy)`` (lowered scores are written
    to the gradebook as manual scores), puts a *grading report* cell at the top of the
    student's feedback saying what happened to every test, and writes ``grades.csv`` with
@@ -35,9 +36,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import course  # noqa: E402
-import policy  # noqa: E402
+from grader import course
+from grader import policy
 
 STUB = "raise NotImplementedError()"
 MAX_OUTPUT_CHARS = 20_000   # per output of the feedback notebook; the rest is cut with a note
@@ -237,25 +237,27 @@ def policy_zeroes(layout: Layout, sub: Submission) -> dict[str, str]:
 # --------------------------------------------------------------------------------------
 def recheck(name: str, layout: Layout, subs: list[Submission], scratch: Path,
             cell_timeout: float) -> dict:
-    """Run ``tools/recheck.py`` on every submission of one assignment."""
-    setup_names = layout.setup_names
-    # The names the tests may call; private ones (`_x`) stay in the student's process.
+    """Run the trusted re-check (``python -m grader.split``) on every submission of one assignment."""
+    from grader import split
+
     job = {"setup": layout.setup, "tests": list(layout.tests.items()),
            "cell_timeout": cell_timeout,
            "with_lib": "lib" in policy.imported_roots(layout.setup),
-           "submissions": [{"student": s.student, "cells": list(s.answers.items()),
-                            "names": sorted(n for n in set().union(*map(
-                                policy.top_level_names, s.answers.values())) - setup_names
-                                if not n.startswith("_"))} for s in subs]}
+           "submissions": [{"student": s.student, "cells": list(s.answers.items())} for s in subs]}
+    module = "grader.split"
+    if not all(split.is_split(source) for source in layout.tests.values()):
+        module = "grader.recheck"  # an assignment not yet written as make/run/check
+        setup_names = layout.setup_names
+        for entry, sub in zip(job["submissions"], subs):
+            entry["names"] = sorted(n for n in set().union(*map(
+                policy.top_level_names, sub.answers.values())) - setup_names if not n.startswith("_"))
     job_path, result_path = scratch / f"{name}-job.json", scratch / f"{name}-result.json"
     scratch.mkdir(parents=True, exist_ok=True)
     job_path.write_text(json.dumps(job))
     limit = 60 + len(subs) * (len(layout.tests) + 2) * (cell_timeout + 5)
-    env = dict(os.environ, MLFS_TOOLS=str(course.ROOT / "tools"))
     try:
-        subprocess.run([sys.executable, str(course.ROOT / "tools" / "recheck.py"),
-                        str(job_path), str(result_path)], timeout=limit, env=env,
-                       capture_output=True, check=False)
+        subprocess.run([sys.executable, "-m", module, str(job_path), str(result_path)],
+                       timeout=limit, cwd=course.ROOT, capture_output=True, check=False)
     except subprocess.TimeoutExpired:
         pass
     return json.loads(result_path.read_text()) if result_path.exists() else {}
@@ -441,7 +443,7 @@ def find_submissions(folder: Path) -> list[Submission]:
 def grade_batch(submissions: Path, out: Path, *, cell_timeout: int | None = None,
                 memory_mb: int | None = None, log=print) -> list[Submission]:
     """Grade every submission under ``submissions``; write feedback and grades.csv to ``out``."""
-    import sandbox
+    from grader import sandbox
 
     sandbox.bwrap_path()
     printer = log

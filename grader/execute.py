@@ -25,6 +25,8 @@ from nbclient.exceptions import DeadKernelError
 from nbformat.notebooknode import NotebookNode
 from nbgrader.preprocessors import Execute
 
+from grader import sandbox
+
 TIMEOUT_ERROR = "CellTimeoutError"
 
 
@@ -41,14 +43,10 @@ class SandboxExecute(Execute):
     each kernel with a socket folder of its own, and caps the output a notebook may print."""
 
     def __init__(self, *args, **kwargs):
-        import sandbox
-
         kwargs.setdefault("kernel_manager_class", sandbox.private_ipc_kernel_manager())
         super().__init__(*args, **kwargs)
 
     def preprocess(self, nb, resources=None, km=None):
-        import sandbox
-
         sandbox.bwrap_path()  # no sandbox: refuse before any student code runs
         self._stopped: str | None = None
         self._timeouts_in_a_row = 0
@@ -110,3 +108,28 @@ def autograde_preprocessors() -> list:
 
     return [SandboxExecute if step is Execute else step
             for step in Autograde.class_traits()["autograde_preprocessors"].default()]
+
+
+def configure_nbgrader(c, *, cell_timeout: int, memory_mb: int) -> None:
+    """Point nbgrader's kernels at the sandbox (called from ``nbgrader_config.py``).
+
+    Every kernel is started by :func:`grader.sandbox.run_kernel`; nbgrader reaches it over Unix sockets
+    in a folder private to that kernel, the only part of the grader's file system the
+    kernel can write (besides its own ``/tmp``). Releasing an assignment runs no student code and
+    works without bubblewrap; grading refuses to start without it
+    (:meth:`SandboxExecute.preprocess`).
+    """
+    os.environ.setdefault("MLFS_MEMORY_MB", str(memory_mb))
+    base = sandbox.grader_folder()
+    ipc_dir = base / "ipc"
+    os.environ["MLFS_IPC_DIR"] = str(ipc_dir)
+    os.environ["JUPYTER_PATH"] = str(base / "jupyter")
+    c.KernelSpecManager.ensure_native_kernel = False
+    c.KernelManager.transport = "ipc"
+    c.Autograde.autograde_preprocessors = autograde_preprocessors()
+    c.Execute.timeout = cell_timeout
+    c.Execute.interrupt_on_timeout = True
+    c.Execute.error_on_timeout = {
+        "ename": "CellTimeoutError", "evalue": f"the cell ran longer than {cell_timeout} s",
+        "traceback": [f"CellTimeoutError: the cell ran longer than {cell_timeout} s (the "
+                      "grader's per-cell limit) and was interrupted"]}

@@ -1,10 +1,10 @@
 """The instructor's two commands (``make release``, ``make autograde``).
 
-    python tools/course_cli.py release --out dist
+    python -m grader.cli release --out dist
         student versions of every assignment: dist/release/<name>/<name>.ipynb and
         dist/release.zip (nbgrader generate_assignment on a temporary copy of the course)
 
-    python tools/course_cli.py autograde SUBMISSIONS --out dist [--timeout S] [--memory-mb M]
+    python -m grader.cli autograde SUBMISSIONS --out dist [--timeout S] [--memory-mb M]
                                          [--jobs N]
         grade every SUBMISSIONS/<student>/<assignment>/<assignment>.ipynb in one batch:
         feedback in dist/feedback/<student>/<assignment>/, grades in dist/grades.csv (one
@@ -29,8 +29,7 @@ import time
 import zipfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import course  # noqa: E402
+from grader import course
 
 
 def release_all(out: Path) -> list[Path]:
@@ -94,15 +93,15 @@ def grade_in_parallel(submissions: Path, out: Path, jobs: int, extra: list[str])
     """``autograde`` on ``jobs`` shards of the students at once; the exit code of a batch."""
     from tqdm import tqdm
 
-    import grading
+    from grader import pipeline
 
-    total = len(grading.find_submissions(submissions))
+    total = len(pipeline.find_submissions(submissions))
     (out / "grades.csv").unlink(missing_ok=True)
     with tempfile.TemporaryDirectory(prefix="mlfs-jobs-") as tmp:
         shards = _shard(submissions, jobs, Path(tmp))
         outs = [Path(tmp) / f"out-{i}" for i in range(len(shards))]
-        procs = [subprocess.Popen([sys.executable, __file__, "autograde", str(shard), "--out",
-                                   str(shard_out), *extra], stdout=subprocess.PIPE,
+        procs = [subprocess.Popen([sys.executable, "-m", "grader.cli", "autograde", str(shard), "--out",
+                                   str(shard_out), *extra], cwd=course.ROOT, stdout=subprocess.PIPE,
                                   stderr=subprocess.PIPE, text=True, errors="replace")
                  for shard, shard_out in zip(shards, outs)]
         bar = tqdm(total=total, unit="submission", desc="grading", file=sys.stderr)
@@ -162,17 +161,17 @@ def main(argv: list[str] | None = None) -> int:
             print(f"graded in {time.monotonic() - started:.1f} s with {args.jobs} jobs; grades "
                   f"in {args.out / 'grades.csv'}, feedback in {args.out / 'feedback'}")
         return code
-    import grading
-    import sandbox
+    from grader import pipeline
+    from grader import sandbox
 
     try:
         started = time.monotonic()
-        subs = grading.grade_batch(args.submissions, args.out, cell_timeout=args.timeout,
+        subs = pipeline.grade_batch(args.submissions, args.out, cell_timeout=args.timeout,
                                    memory_mb=args.memory_mb)
     except sandbox.SandboxUnavailable as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    except grading.GradingRefused as error:
+    except pipeline.GradingRefused as error:
         print(f"error: {error}", file=sys.stderr)
         return 3
     elapsed = time.monotonic() - started

@@ -50,7 +50,7 @@ def nbgrader(course: Path, *args: str, timeout: float = 1800, check: bool = True
     ``bin`` folder goes first on ``PATH``.
     """
     env = dict(os.environ, PATH=f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-               MLFS_TOOLS=str(ROOT / "tools"), **(env or {}))
+               MLFS_ROOT=str(ROOT), **(env or {}))
     proc = subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=course, env=env,
                           capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:
@@ -76,7 +76,7 @@ def release_many(course: Path, names: list[str]) -> dict[str, Path]:
     from traitlets.config.loader import PyFileConfigLoader
 
     os.environ["PATH"] = f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"
-    os.environ["MLFS_TOOLS"] = str(ROOT / "tools")
+    os.environ["MLFS_ROOT"] = str(ROOT)
     config = PyFileConfigLoader("nbgrader_config.py", path=str(course)).load_config()
     api = NbGraderAPI(coursedir=CourseDirectory(config=config), config=config)
     released = {}
