@@ -61,6 +61,10 @@ class StudentDied(Exception):
     """The student's process ended or sent something that is not a reply."""
 
 
+class MessageTooLarge(StudentDied):
+    """The student's process announced a reply larger than the grader accepts."""
+
+
 class StudentError(Exception):
     """The student's code raised; the message carries their part of the traceback."""
 
@@ -164,7 +168,7 @@ class Pipe:
     def receive(self) -> tuple[dict, bytes]:
         head_size, archive_size = HEADER.unpack(self._read(HEADER.size))
         if head_size > 1 << 20 or archive_size > exchange.MAX_BYTES:
-            raise StudentDied("a message larger than the grader accepts")
+            raise MessageTooLarge()
         try:
             header = json.loads(self._read(head_size))
         except (ValueError, RecursionError):
@@ -229,6 +233,8 @@ def student_main() -> None:
             exec(compile(header["source"], "<test's run>", "exec"), scope)  # noqa: S102
             outputs = scope[header["run"]](**exchange.decode(archive))
             reply = exchange.encode(outputs, f"{header['run']}()'s result")
+        except _CellTimeout:
+            pipe.send({"timeout": True})
         except BaseException as error:  # the student's code may raise anything
             signal.setitimer(signal.ITIMER_REAL, 0)
             pipe.send({"error": _student_traceback(error)})
@@ -276,6 +282,8 @@ class StudentProcess:
         self.pipe.send({"op": "run", "run": run_name, "source": run_source,
                         "cell_timeout": self.timeout}, exchange.encode(inputs, "make()'s inputs"))
         header, archive = self.pipe.receive()
+        if header.get("timeout"):
+            raise StudentTimeout()
         if "error" in header:
             raise StudentError(str(header["error"]))
         try:
@@ -351,6 +359,9 @@ def _describe(error: BaseException, timeout: float, student: StudentProcess | No
     """Why a test failed, in the words of the grading report."""
     if isinstance(error, StudentTimeout):
         return f"timeout: your code ran longer than {timeout:g} s (the per-cell limit) and was stopped"
+    if isinstance(error, MessageTooLarge):
+        return (f"your code sent the grader more than {exchange.MAX_BYTES >> 20} MiB in one "
+                "reply (return small arrays: the tests' inputs are small)")
     if isinstance(error, StudentDied):
         why = student.exit_reason() if student else "it ended"
         return (f"your code's process died ({why}); the most common cause is the memory cap "

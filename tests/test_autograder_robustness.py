@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 from grader import course
 from grader import policy
-from grader import recheck
+from grader import split
 from grader import sandbox
 
 # The tests of the graded batch share one module-scoped fixture: under xdist they run on
@@ -391,105 +391,95 @@ def test_the_course_configuration_loads_without_bubblewrap(tmp_path):
 
 
 # --------------------------------------------------------------------------------------
-# The trusted re-check
+# The trusted re-check: make and check in the grader, run beside the student's code
 # --------------------------------------------------------------------------------------
 SETUP_SRC = ("import numpy as np\n\n\ndef check_close(a, b, tol=1e-9):\n"
              "    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)\n"
              "    assert a.shape == b.shape and np.allclose(a, b, rtol=tol, atol=tol), (a, b)\n")
 
 
-def student(tmp_path: Path, code: str, names: list[str], setup: str = SETUP_SRC,
-            timeout: float = 20) -> recheck.StudentProcess:
-    process = recheck.StudentProcess([setup], [("answer", code)], names, with_lib=False,
-                                     timeout=timeout)
-    process.endpoint.deadline = time.monotonic() + timeout
-    return process
-
-
-def run_job(tmp_path: Path, tests: dict[str, str], answer: str, timeout: float = 20) -> dict:
-    names = sorted(policy.top_level_names(answer))
+def recheck(tmp_path: Path, tests: dict[str, str], answers: dict[str, str],
+            timeout: float = 20) -> dict:
+    """Re-check each answer (``{student: source}``, in that order) in one job, as a batch does."""
     job = {"setup": [SETUP_SRC], "tests": list(tests.items()), "cell_timeout": timeout,
            "with_lib": False,
-           "submissions": [{"student": "s", "cells": [["answer", answer]], "names": names}]}
+           "submissions": [{"student": who, "cells": [["answer", code]]} for who, code in answers.items()]}
     (tmp_path / "job.json").write_text(json.dumps(job))
-    recheck.trusted_main(tmp_path / "job.json", tmp_path / "out.json")
-    return json.loads((tmp_path / "out.json").read_text())["s"]
+    split.recheck_main(tmp_path / "job.json", tmp_path / "out.json")
+    return json.loads((tmp_path / "out.json").read_text())
+
+
+def passed(result: dict) -> dict[str, bool]:
+    return {gid: t["passed"] for gid, t in result["tests"].items()}
 
 
 @needs_bwrap
 def test_a_numpy_patched_in_the_students_process_cannot_fool_the_trusted_comparison(tmp_path):
     answer = ("import numpy\n\ndef _loosen(m):\n    m.allclose = lambda *a, **k: True\n\n"
-              "_loosen([numpy][0])\n\ndef double(x):\n    return numpy.allclose(1, 2)\n")
-    result = run_job(tmp_path, {"t": "check_close(double(np.ones(2)), 2 * np.ones(2))"}, answer)
+              "_loosen([numpy][0])\n\ndef double(x):\n    return x\n")
+    test = ("def make():\n    return {'x': np.ones(2)}\n\ndef run(x):\n    return {'y': double(x)}\n\n"
+            "def check(inputs, outputs):\n    check_close(outputs['y'], 2 * inputs['x'])\n\n"
+            "check(make(), run(**make()))\n")
+    result = recheck(tmp_path, {"t": test}, {"s": answer})["s"]
     assert not result["tests"]["t"]["passed"]
     assert "AssertionError" in result["tests"]["t"]["reason"]
 
 
 @needs_bwrap
-def test_trusted_side_refuses_private_attributes_and_writes(tmp_path):
-    answer = ("def snoop(f):\n    try:\n        f.__globals__\n        return 'globals'\n"
-              "    except AttributeError:\n        pass\n    try:\n        f._ask('setattr', "
-              "name='x', value={'t': 'v', 'v': 1})\n        return 'setattr'\n"
-              "    except PermissionError:\n        return 'denied'\n")
-    result = run_job(tmp_path, {"t": "assert snoop(check_close) == 'denied'"}, answer)
-    assert result["tests"]["t"]["passed"], result
-
-
-@needs_bwrap
-def test_generators_arrays_and_callbacks_behave_as_in_one_process(tmp_path):
-    answer = ("import numpy as np\n\ndef draw(rng, n):\n    return rng.normal(size=n)\n\n"
+def test_callbacks_generators_and_autograd_run_beside_the_students_code(tmp_path):
+    # What the old protocol re-synchronised across processes now happens inside `run`:
+    # a finite-difference callback that reads x in place, a generator the answer advances,
+    # and a backward pass whose gradients come back as arrays.
+    answer = ("import numpy as np\nimport torch\n\ndef draw(rng, n):\n    return rng.normal(size=n)\n\n"
               "def bump_and_call(x, f):\n    x[0] += 1.0\n    value = f()\n    x[0] -= 1.0\n"
-              "    return value\n")
+              "    return value\n\ndef loss(x, w):\n    return (w * x ** 2).sum(), 7\n")
     tests = {
-        "generator": "g, h = np.random.default_rng(3), np.random.default_rng(3)\n"
-                     "check_close(draw(g, 4), h.normal(size=4))\n"
-                     "check_close(draw(g, 2), h.normal(size=2))  # g advanced\n",
-        "in_place": "x = np.zeros(3)\nassert bump_and_call(x, lambda: float(x[0])) == 1.0\n"
-                    "assert x[0] == 0.0\n",
+        "generator": "def make():\n    return {'seed': 3}\n\ndef run(seed):\n"
+                     "    g = np.random.default_rng(seed)\n    return {'a': draw(g, 4), 'b': draw(g, 2)}\n\n"
+                     "def check(inputs, outputs):\n    h = np.random.default_rng(inputs['seed'])\n"
+                     "    check_close(outputs['a'], h.normal(size=4))\n"
+                     "    check_close(outputs['b'], h.normal(size=2))  # the generator advanced\n\n"
+                     "check(make(), run(**make()))\n",
+        "in_place": "def make():\n    return {'x': np.zeros(3)}\n\ndef run(x):\n"
+                    "    return {'seen': bump_and_call(x, lambda: float(x[0])), 'x': x}\n\n"
+                    "def check(inputs, outputs):\n    assert outputs['seen'] == 1.0\n"
+                    "    check_close(outputs['x'], inputs['x'])  # restored\n\n"
+                    "check(make(), run(**make()))\n",
+        "autograd": "import torch\n\n\ndef make():\n"
+                    "    return {'x': torch.tensor([1.0, -2.0], dtype=torch.float64, requires_grad=True),\n"
+                    "            'w': torch.tensor([3.0, 0.5], dtype=torch.float64)}\n\n"
+                    "def run(x, w):\n    value, seven = loss(x, w)\n    value.backward()\n"
+                    "    return {'grad': x.grad, 'seven': seven}\n\n"
+                    "def check(inputs, outputs):\n    assert outputs['seven'] == 7\n"
+                    "    check_close(outputs['grad'], 2 * inputs['w'] * inputs['x'].detach())\n\n"
+                    "check(make(), run(**make()))\n",
     }
-    result = run_job(tmp_path, tests, answer)
-    assert all(t["passed"] for t in result["tests"].values()), result
+    result = recheck(tmp_path, tests, {"s": answer})["s"]
+    assert all(passed(result).values()), result
 
 
-@needs_bwrap
-def test_autograd_flows_back_through_the_students_function(tmp_path):
-    answer = "import torch\n\ndef loss(x, w):\n    return (w * x ** 2).sum(), 7\n"
-    test = ("import torch\nx = torch.tensor([1.0, -2.0], dtype=torch.float64, requires_grad=True)\n"
-            "w = torch.tensor([3.0, 0.5], dtype=torch.float64)\n"
-            "value, seven = loss(x, w)\nvalue.backward()\nassert seven == 7\n"
-            "check_close(x.grad, 2 * w * x.detach())\n")
-    result = run_job(tmp_path, {"t": test}, answer)
-    assert result["tests"]["t"]["passed"], result
+def _calls(name: str, *args: str) -> str:
+    """A test cell whose run returns ``name(*args)`` and whose check wants ``want``."""
+    return (f"def make():\n    return {{}}\n\ndef run():\n    return {{'out': {name}({', '.join(args)})}}\n\n"
+            "def check(inputs, outputs):\n    assert outputs['out'] == 1.0, outputs\n\n"
+            "check(make(), run(**make()))\n")
 
 
 @needs_bwrap
 def test_a_looping_or_dying_answer_fails_only_its_own_tests(tmp_path):
     answer = ("import numpy as np\n\ndef spin():\n    while True:\n        pass\n\n"
               "def die():\n    import os\n    os._exit(3)\n\ndef fine():\n    return 1.0\n")
-    tests = {"loops": "spin()", "dies": "die()", "fine": "assert fine() == 1.0"}
-    result = run_job(tmp_path, tests, answer, timeout=2)
+    tests = {"loops": _calls("spin"), "dies": _calls("die"), "fine": _calls("fine")}
+    result = recheck(tmp_path, tests, {"s": answer}, timeout=2)["s"]
     assert result["tests"]["loops"]["reason"].startswith("timeout")
     assert "process died" in result["tests"]["dies"]["reason"]
     assert result["tests"]["fine"]["passed"]
 
 
-def run_pair(tmp_path: Path, tests: dict[str, str], hostile: str, honest: str,
-             timeout: float = 20) -> dict:
-    """Re-check a hostile answer and an honest one in the same job, hostile first."""
-    submissions = [{"student": name, "cells": [["answer", code]],
-                    "names": sorted(policy.top_level_names(code))}
-                   for name, code in (("hostile", hostile), ("honest", honest))]
-    job = {"setup": [SETUP_SRC], "tests": list(tests.items()), "cell_timeout": timeout,
-           "with_lib": False, "submissions": submissions}
-    (tmp_path / "job.json").write_text(json.dumps(job))
-    recheck.trusted_main(tmp_path / "job.json", tmp_path / "out.json")
-    return json.loads((tmp_path / "out.json").read_text())
-
-
 @needs_bwrap
 def test_attack_in_place_edit_of_test_inputs_cannot_make_a_wrong_answer_agree(tmp_path):
     # The answer overwrites its inputs (v with its mean row, w with zeros) so that a
-    # reference computed from them after the call agrees with its wrong output.
+    # reference computed from them after the call would agree with its wrong output.
     hostile = ("import numpy as np\nimport torch\n\ndef mix(a, v):\n"
                "    v[:] = v.mean(axis=0)\n    return v.copy()\n\n"
                "def project(x, w):\n    w.zero_()\n    return torch.zeros(x.shape[0], w.shape[0], "
@@ -497,77 +487,77 @@ def test_attack_in_place_edit_of_test_inputs_cannot_make_a_wrong_answer_agree(tm
     honest = ("import numpy as np\nimport torch\n\ndef mix(a, v):\n    return a @ v\n\n"
               "def project(x, w):\n    return x @ w.T\n")
     tests = {
-        "numpy": "rng = np.random.default_rng(0)\na = rng.dirichlet(np.ones(3), size=3)\n"
-                 "v = rng.normal(size=(3, 2))\ncheck_close(mix(a, v), a @ v)\n",
-        "torch": "import torch\nx = torch.randn(4, 3, dtype=torch.float64)\n"
-                 "w = torch.randn(2, 3, dtype=torch.float64)\ncheck_close(project(x, w), x @ w.T)\n",
+        "numpy": "def make():\n    rng = np.random.default_rng(0)\n"
+                 "    return {'a': rng.dirichlet(np.ones(3), size=3), 'v': rng.normal(size=(3, 2))}\n\n"
+                 "def run(a, v):\n    return {'out': mix(a, v)}\n\n"
+                 "def check(inputs, outputs):\n    check_close(outputs['out'], inputs['a'] @ inputs['v'])\n\n"
+                 "check(make(), run(**make()))\n",
+        "torch": "def make():\n    import torch\n    g = torch.Generator().manual_seed(0)\n"
+                 "    return {'x': torch.randn(4, 3, generator=g, dtype=torch.float64),\n"
+                 "            'w': torch.randn(2, 3, generator=g, dtype=torch.float64)}\n\n"
+                 "def run(x, w):\n    return {'out': project(x, w)}\n\n"
+                 "def check(inputs, outputs):\n    check_close(outputs['out'], inputs['x'] @ inputs['w'].T)\n\n"
+                 "check(make(), run(**make()))\n",
     }
-    results = run_pair(tmp_path, tests, hostile, honest)
-    assert not any(t["passed"] for t in results["hostile"]["tests"].values()), results["hostile"]
-    assert all(t["passed"] for t in results["honest"]["tests"].values()), results["honest"]
+    results = recheck(tmp_path, tests, {"hostile": hostile, "honest": honest})
+    assert not any(passed(results["hostile"]).values()), results["hostile"]
+    assert all(passed(results["honest"]).values()), results["honest"]
 
 
 @needs_bwrap
-def test_an_honest_answer_that_works_in_place_and_returns_its_input_keeps_its_result(tmp_path):
-    answer = "import numpy as np\n\ndef relu_(x):\n    x[x < 0] = 0.0\n    return x\n"
-    test = ("x = np.array([-1.0, 2.0, -3.0])\ncheck_close(relu_(x), [0.0, 2.0, 0.0])\n"
-            "check_close(x, [-1.0, 2.0, -3.0])  # the test's own input is restored\n")
-    result = run_job(tmp_path, {"t": test}, answer)
-    assert result["tests"]["t"]["passed"], result
-
-
-@needs_bwrap
-def test_attack_special_names_of_a_students_object_are_never_consulted(tmp_path):
-    # __array_interface__ pointing at address 8 used to segfault the trusted process
-    # (and zero the next student of the batch); __torch_function__ answered torch.equal.
+def test_attack_objects_with_special_names_never_reach_the_grader(tmp_path):
+    # __array_interface__ pointing at address 8 used to segfault the trusted process (and
+    # zero the next student of the batch); __torch_function__ answered torch.equal; an
+    # always-equal object answered ==. Only plain data crosses now: each fails as "not data".
     hostile = ("import torch\n\nclass Liar:\n"
                "    __array_interface__ = {'shape': (4096,), 'typestr': '<f8', "
                "'data': (8, False), 'version': 3}\n\n"
                "    @classmethod\n    def __torch_function__(cls, func, types, args=(), "
-               "kwargs=None):\n        return True\n\n"
+               "kwargs=None):\n        return True\n\n    def __eq__(self, other):\n        return True\n\n"
                "def doubled(x):\n    return Liar()\n\ndef ones(n):\n    return Liar()\n")
     honest = ("import torch\n\ndef doubled(x):\n    return 2 * x\n\n"
               "def ones(n):\n    return torch.ones(n)\n")
-    tests = {"array": "check_close(doubled(np.arange(3.0)), [0.0, 2.0, 4.0])\n",
-             "torch": "import torch\nassert torch.equal(ones(2), torch.ones(2))\n"}
-    results = run_pair(tmp_path, tests, hostile, honest)
+    tests = {"array": "def make():\n    return {'x': np.arange(3.0)}\n\ndef run(x):\n"
+                      "    return {'y': doubled(x)}\n\ndef check(inputs, outputs):\n"
+                      "    check_close(outputs['y'], 2 * inputs['x'])\n\ncheck(make(), run(**make()))\n",
+             "torch": "def make():\n    return {'n': 2}\n\ndef run(n):\n    return {'y': ones(n)}\n\n"
+                      "def check(inputs, outputs):\n    import torch\n"
+                      "    assert torch.equal(outputs['y'], torch.ones(inputs['n']))\n\n"
+                      "check(make(), run(**make()))\n"}
+    results = recheck(tmp_path, tests, {"hostile": hostile, "honest": honest})
     assert "grader_error" not in results["hostile"], results["hostile"]
-    assert not any(t["passed"] for t in results["hostile"]["tests"].values()), results["hostile"]
-    assert all(t["passed"] for t in results["honest"]["tests"].values()), results["honest"]
+    for gid, verdict in results["hostile"]["tests"].items():
+        assert not verdict["passed"] and "not plain data" in verdict["reason"], (gid, verdict)
+    assert all(passed(results["honest"]).values()), results["honest"]
 
 
 @needs_bwrap
 def test_attack_a_huge_reply_is_refused_quickly_and_fails_only_its_own_test(tmp_path):
-    # 128 MiB of float64 as one reply used to take minutes to read (the buffer was
-    # searched and copied once per 1 MiB chunk); now it is read in linear time and refused.
-    hostile = "import numpy as np\n\ndef total(x):\n    return np.zeros(2**24)\n"
-    honest = "import numpy as np\n\ndef total(x):\n    return float(np.sum(x))\n"
-    tests = {"huge": "assert total(np.ones(3)) == 3.0\n",
-             "again": "assert total(np.arange(4.0)) == 6.0\n"}
+    hostile = "import numpy as np\n\ndef total(x):\n    return np.zeros(2**24)\n"  # 128 MiB
+    honest = "import numpy as np\n\ndef total(x):\n    return 1.0\n"
+    tests = {"huge": _calls("total", "np.ones(3)"), "again": _calls("total", "np.ones(3)")}
     started = time.monotonic()
-    results = run_pair(tmp_path, tests, hostile, honest)
+    results = recheck(tmp_path, tests, {"hostile": hostile, "honest": honest})
     assert time.monotonic() - started < 120
     assert "MiB in one reply" in results["hostile"]["tests"]["huge"]["reason"], results["hostile"]
-    assert all(t["passed"] for t in results["honest"]["tests"].values()), results["honest"]
+    assert all(passed(results["honest"]).values()), results["honest"]
 
 
 @needs_bwrap
-def test_attack_a_student_that_stops_reading_the_pipe_times_out_only_its_own_test(tmp_path):
-    # The answer writes a raw request into the re-check's pipe and never reads the reply:
-    # the reply (it carries the 4 MB array shared in the call) fills the pipe. Every
-    # send has the cell's deadline, so the test times out instead of blocking the batch.
+def test_attack_garbage_on_the_pipe_or_a_student_that_never_answers_fails_only_its_own_test(tmp_path):
+    # The answer writes bytes into every file descriptor it can find (the reply pipe among
+    # them), then sleeps: the grader reads a header that announces a message larger than
+    # it accepts, or waits until the cell's deadline; either way only this test fails.
     hostile = ("import os, time\n\ndef total(x):\n    for fd in range(3, 32):\n"
-               "        try:\n            os.write(fd, b'{\"kind\": \"request\", \"op\": "
-               "\"len\", \"id\": 1}\\n')\n        except OSError:\n            pass\n"
-               "    time.sleep(600)\n")
-    honest = "def total(x):\n    return float(x.sum())\n"
-    tests = {"big": "x = np.ones(500_000)\nassert total(x) == 500_000.0\n",
-             "small": "assert total(np.ones(3)) == 3.0\n"}
+               "        try:\n            os.write(fd, b'\\xff' * 64)\n        except OSError:\n"
+               "            pass\n    time.sleep(600)\n")
+    honest = "def total(x):\n    return 1.0\n"
+    tests = {"big": _calls("total", "np.ones(500_000)"), "small": _calls("total", "np.ones(3)")}
     started = time.monotonic()
-    results = run_pair(tmp_path, tests, hostile, honest, timeout=15)
+    results = recheck(tmp_path, tests, {"hostile": hostile, "honest": honest}, timeout=15)
     assert time.monotonic() - started < 120
-    assert results["hostile"]["tests"]["big"]["reason"].startswith("timeout"), results["hostile"]
-    assert all(t["passed"] for t in results["honest"]["tests"].values()), results["honest"]
+    assert not results["hostile"]["tests"]["big"]["passed"], results["hostile"]
+    assert all(passed(results["honest"]).values()), results["honest"]
 
 
 # --------------------------------------------------------------------------------------
