@@ -10,7 +10,7 @@ The tree a test may send is made of
 * ``None``, ``bool``, ``int``, ``float``, ``str``,
 * NumPy arrays and NumPy scalars (any numeric dtype, including complex and bool),
 * torch tensors (CPU copies; ``bfloat16`` travels as ``float32`` and is cast back, and a
-  leaf that requires grad comes back as a leaf that requires grad).
+  tensor that requires grad comes back as a leaf that requires grad: a fresh start for autograd).
 
 Its shape (which keys, which containers, which leaf is which array) is one JSON string
 stored in the archive as a unicode array; each array is one ``.npy`` member. Anything

@@ -460,6 +460,8 @@ def grade_batch(submissions: Path, out: Path, *, cell_timeout: int | None = None
     with tempfile.TemporaryDirectory(prefix="mlfs-batch-") as tmp:
         env["MLFS_TMP"] = tmp
         course_dir = course.new_course(Path(tmp) / "course", names)
+        for name in names:
+            _keep_checks_out_of_the_kernel(course_dir, name)
         course.release_many(course_dir, names)
         empty = Layout([], {}, {}, {}, {})
         for sub in (s for s in subs if s.assignment not in known):
@@ -488,10 +490,30 @@ def _refusal(name: str, ref: Submission, full: float) -> str:
             f"{full:g} in the grading sandbox ({cause}); no grades were written")
 
 
+def _keep_checks_out_of_the_kernel(course_dir: Path, name: str) -> None:
+    """Give nbgrader the student half of every test cell (``split.student_half``).
+
+    nbgrader records the test cells when the assignment is released and runs them in the
+    student's kernel; with the ``check`` functions gone, that kernel holds no expected
+    value and needs no ``lib``. The verdicts come from the trusted re-check, which reads
+    the full tests from the repository's source notebook.
+    """
+    from grader import split
+
+    path = course_dir / "source" / name / f"{name}.ipynb"
+    notebook = json.loads(path.read_text())
+    tests = [c for c in notebook["cells"] if _meta(c).get("grade") and not _meta(c).get("solution")]
+    if not all(split.is_split(_text(c)) for c in tests):
+        return  # an assignment not yet written as make/run/check keeps its tests in the kernel
+    for cell in tests:
+        cell["source"] = split.student_half(_text(cell))
+    path.write_text(json.dumps(notebook, indent=1))
+
+
 def _grade_assignment(course_dir: Path, name: str, subs: list[Submission], tmp: Path,
                       env: dict, cell_timeout: int, out: Path, log,
                       reference: Submission | None = None) -> None:
-    source_nb = json.loads((course_dir / "source" / name / f"{name}.ipynb").read_text())
+    source_nb = json.loads((course.ASSIGNMENTS / "source" / name / f"{name}.ipynb").read_text())
     release_nb = json.loads((course_dir / "release" / name / f"{name}.ipynb").read_text())
     layout = Layout.of(source_nb)
     runnable = []

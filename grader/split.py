@@ -124,6 +124,44 @@ def is_split(source: str) -> bool:
         return False
 
 
+HIDDEN_MARKS = ("### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS")
+
+
+def _student_part(code: str) -> str:
+    """One region of a test cell without its checks: ``check(make(), run(**make()))``
+    becomes ``run(**make())`` and the ``def`` of each check function goes."""
+    if not code.strip():
+        return code
+    tree, lines = split_cell(code)
+    checks = {check for _, _, check, _ in lines.values()}
+    kept = []
+    for index, node in enumerate(tree.body):
+        if index in lines:
+            make, run, _, _ = lines[index]
+            kept.append(f"{run}(**{make}());")  # `;`: the outputs are not displayed
+        elif not (isinstance(node, ast.FunctionDef) and node.name in checks):
+            kept.append(ast.get_source_segment(code, node))
+    return "\n\n".join(kept) + "\n"
+
+
+def student_half(source: str) -> str:
+    """The test cell as the student's kernel runs it under nbgrader: inputs and calls only.
+
+    Every expected value and assert stays with the trusted re-check, so the kernel needs
+    no ``lib`` and never holds a reference answer; a test cell there fails only when the
+    student's code raises (or times out). The hidden-test markers stay where they were.
+    """
+    parts, region = [], []
+    for line in source.splitlines(keepends=True):
+        if line.strip() in HIDDEN_MARKS:
+            parts += [_student_part("".join(region)), line if line.endswith("\n") else line + "\n"]
+            region = []
+        else:
+            region.append(line)
+    parts.append(_student_part("".join(region)))
+    return "".join(parts)
+
+
 # --------------------------------------------------------------------------------------
 # The pipe: one JSON header and one archive per message, each way, with a deadline
 # --------------------------------------------------------------------------------------
