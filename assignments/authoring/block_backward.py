@@ -28,6 +28,10 @@
 # - The visible tests are a first check; the grader runs hidden tests with other shapes,
 #   including the boundary cases `B = 1`, `L = 1` and one head. Check your backward passes
 #   with finite differences (the helper below) before you submit.
+# - Each test cell defines `make()` (the inputs), `run(...)` (the calls to your functions)
+#   and `check(inputs, outputs)` (the expected values and asserts), and ends with
+#   `check(make(), run(**make()))`. When a test fails, call `run(**make())` yourself to see
+#   what your code returned. Do not give your own functions those three names.
 # - Points: 14 in all.
 
 # %% [setup]
@@ -149,32 +153,61 @@ def layernorm_backward(dy, xhat, rstd, gamma):
     ### END SOLUTION
 
 # %% [test] id=test_layernorm_backward points=2
-_x = np.array([[[1.0, 2.0, 4.0], [0.5, -1.0, 3.0]]])                    # [1, 2, 3]
-_gamma, _beta = np.array([1.0, 2.0, 0.5]), np.array([0.1, 0.0, -0.1])
-_, (_xhat, _rstd, _) = layernorm_forward(_x, _gamma, _beta)
-_dy = np.array([[[1.0, 0.0, -1.0], [0.3, 0.2, 0.1]]])
-_dx, _dgamma, _dbeta = layernorm_backward(_dy, _xhat, _rstd, _gamma)
-check_close(_dx.sum(axis=-1), np.zeros((1, 2)), tol=1e-10, what="row sums of dx (shift invariance)")
-check_close(_dbeta, [1.3, 0.2, -0.9], what="dbeta, summed over B and L")
-_num = numerical_gradient(lambda: float(np.sum(_dy * layernorm_forward(_x, _gamma, _beta)[0])), _x)
-check_close(_dx, _num, tol=1e-6, what="dx against finite differences")
+def make():
+    x = np.array([[[1.0, 2.0, 4.0], [0.5, -1.0, 3.0]]])                     # [1, 2, 3]
+    gamma, beta = np.array([1.0, 2.0, 0.5]), np.array([0.1, 0.0, -0.1])
+    _, (xhat, rstd, _) = layernorm_forward(x, gamma, beta)
+    return {"dy": np.array([[[1.0, 0.0, -1.0], [0.3, 0.2, 0.1]]]), "xhat": xhat, "rstd": rstd,
+            "gamma": gamma, "x": x, "beta": beta}
+
+
+def run(dy, xhat, rstd, gamma, x, beta):
+    return {"grads": layernorm_backward(dy, xhat, rstd, gamma)}
+
+
+def check(inputs, outputs):
+    dx, dgamma, dbeta = outputs["grads"]
+    x, gamma, beta, dy = inputs["x"], inputs["gamma"], inputs["beta"], inputs["dy"]
+    check_close(dx.sum(axis=-1), np.zeros((1, 2)), tol=1e-10, what="row sums of dx (shift invariance)")
+    check_close(dbeta, [1.3, 0.2, -0.9], what="dbeta, summed over B and L")
+    num = numerical_gradient(lambda: float(np.sum(dy * layernorm_forward(x, gamma, beta)[0])), x)
+    check_close(dx, num, tol=1e-6, what="dx against finite differences")
+
+
+check(make(), run(**make()))
 ### BEGIN HIDDEN TESTS
-import torch as _torch
-from lib.backprop import NormCache as _NormCache
-from lib.backprop import layernorm_backward as _ref_ln_backward
-for _shape, _seed in [((2, 5, 6), 1), ((1, 1, 4), 2), ((3, 4, 1, 5), 3), ((1, 7, 8), 4)]:
-    _rng = np.random.default_rng(_seed)
-    _x = _rng.normal(1.0, 2.0, size=_shape)
-    _gamma, _beta, _dy = _rng.normal(size=_shape[-1]), _rng.normal(size=_shape[-1]), _rng.normal(size=_shape)
-    _xhat, _rstd = layernorm_forward(_x, _gamma, _beta)[1][:2]
-    _got = layernorm_backward(_dy, _xhat, _rstd, _gamma)
-    _ref = _ref_ln_backward(_dy, _NormCache(_xhat, _rstd, _gamma))
-    _tx = _torch.tensor(_x, requires_grad=True)
-    _tg, _tb = _torch.tensor(_gamma, requires_grad=True), _torch.tensor(_beta, requires_grad=True)
-    _torch.nn.functional.layer_norm(_tx, (_shape[-1],), _tg, _tb, eps=1e-5).backward(_torch.tensor(_dy))
-    for _i, (_name, _t) in enumerate([("dx", _tx), ("dgamma", _tg), ("dbeta", _tb)]):
-        check_close(_got[_i], _t.grad.numpy(), tol=1e-9, what=f"{_name} vs autograd, shape {_shape}")
-        check_close(_got[_i], _ref[_i], tol=1e-9, what=f"{_name} vs lib, shape {_shape}")
+def make_hidden():
+    cases = []
+    for shape, seed in [((2, 5, 6), 1), ((1, 1, 4), 2), ((3, 4, 1, 5), 3), ((1, 7, 8), 4)]:
+        rng = np.random.default_rng(seed)
+        x = rng.normal(1.0, 2.0, size=shape)
+        gamma, beta, dy = rng.normal(size=shape[-1]), rng.normal(size=shape[-1]), rng.normal(size=shape)
+        xhat, rstd = layernorm_forward(x, gamma, beta)[1][:2]
+        cases.append({"x": x, "gamma": gamma, "beta": beta, "dy": dy, "xhat": xhat, "rstd": rstd})
+    return {"cases": cases}
+
+
+def run_hidden(cases):
+    return {"grads": [layernorm_backward(c["dy"], c["xhat"], c["rstd"], c["gamma"]) for c in cases]}
+
+
+def check_hidden(inputs, outputs):
+    import torch
+    from lib.backprop import NormCache
+    from lib.backprop import layernorm_backward as ref_ln_backward
+
+    for case, got in zip(inputs["cases"], outputs["grads"], strict=True):
+        shape = case["x"].shape
+        ref = ref_ln_backward(case["dy"], NormCache(case["xhat"], case["rstd"], case["gamma"]))
+        tx = torch.tensor(case["x"], requires_grad=True)
+        tg, tb = torch.tensor(case["gamma"], requires_grad=True), torch.tensor(case["beta"], requires_grad=True)
+        torch.nn.functional.layer_norm(tx, (shape[-1],), tg, tb, eps=1e-5).backward(torch.tensor(case["dy"]))
+        for i, (name, t) in enumerate([("dx", tx), ("dgamma", tg), ("dbeta", tb)]):
+            check_close(got[i], t.grad.numpy(), tol=1e-9, what=f"{name} vs autograd, shape {shape}")
+            check_close(got[i], ref[i], tol=1e-9, what=f"{name} vs lib, shape {shape}")
+
+
+check_hidden(make_hidden(), run_hidden(**make_hidden()))
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -202,33 +235,60 @@ def mlp_backward(dm, c, u, W1, W2):
     ### END SOLUTION
 
 # %% [test] id=test_mlp_backward points=2
-_rng = np.random.default_rng(10)
-_c, _W1 = _rng.normal(size=(1, 2, 3)), _rng.normal(size=(3, 4))
-_b1, _W2 = _rng.normal(size=4), _rng.normal(size=(4, 3))
-_dm = _rng.normal(size=(1, 2, 3))
-_got = mlp_backward(_dm, _c, _c @ _W1 + _b1, _W1, _W2)
-assert set(_got) == {"c", "W1", "b1", "W2", "b2"}, f"keys {sorted(_got)}, expected c, W1, b1, W2, b2"
-_num = numerical_gradient(lambda: float(np.sum(_dm * (gelu(_c @ _W1 + _b1) @ _W2))), _c)
-check_close(_got["c"], _num, tol=1e-6, what="dc against finite differences")
-_num = numerical_gradient(lambda: float(np.sum(_dm * (gelu(_c @ _W1 + _b1) @ _W2))), _b1)
-check_close(_got["b1"], _num, tol=1e-6, what="db1 against finite differences")
+def make():
+    rng = np.random.default_rng(10)
+    c, W1 = rng.normal(size=(1, 2, 3)), rng.normal(size=(3, 4))
+    b1, W2 = rng.normal(size=4), rng.normal(size=(4, 3))
+    dm = rng.normal(size=(1, 2, 3))
+    return {"dm": dm, "c": c, "u": c @ W1 + b1, "W1": W1, "W2": W2, "b1": b1}
+
+
+def run(dm, c, u, W1, W2, b1):
+    return {"grads": mlp_backward(dm, c, u, W1, W2)}
+
+
+def check(inputs, outputs):
+    got = outputs["grads"]
+    dm, c, W1, b1, W2 = (inputs[n] for n in ("dm", "c", "W1", "b1", "W2"))
+    assert set(got) == {"c", "W1", "b1", "W2", "b2"}, f"keys {sorted(got)}, expected c, W1, b1, W2, b2"
+    num = numerical_gradient(lambda: float(np.sum(dm * (gelu(c @ W1 + b1) @ W2))), c)
+    check_close(got["c"], num, tol=1e-6, what="dc against finite differences")
+    num = numerical_gradient(lambda: float(np.sum(dm * (gelu(c @ W1 + b1) @ W2))), b1)
+    check_close(got["b1"], num, tol=1e-6, what="db1 against finite differences")
+
+
+check(make(), run(**make()))
 ### BEGIN HIDDEN TESTS
-import torch as _torch
-for (_b, _l, _d, _f), _seed in [((2, 3, 4, 8), 11), ((1, 1, 3, 5), 12), ((3, 2, 2, 6), 13)]:
-    _rng = np.random.default_rng(_seed)
-    _c, _dm = _rng.normal(size=(_b, _l, _d)), _rng.normal(size=(_b, _l, _d))
-    _W1, _b1 = _rng.normal(size=(_d, _f)), _rng.normal(size=_f)
-    _W2, _b2 = _rng.normal(size=(_f, _d)), _rng.normal(size=_d)
-    _u = _c @ _W1 + _b1
-    _got = mlp_backward(_dm, _c, _u, _W1, _W2)
-    _t = {_n: _torch.tensor(_v, requires_grad=True) for _n, _v in
-          [("c", _c), ("W1", _W1), ("b1", _b1), ("W2", _W2), ("b2", _b2)]}
-    _g = _torch.nn.functional.gelu(_t["c"] @ _t["W1"] + _t["b1"], approximate="tanh")   # [B, L, F]
-    _m = _g @ _t["W2"] + _t["b2"]                                                         # [B, L, D]
-    _m.backward(_torch.tensor(_dm))
-    for _n in _t:
-        check_close(_got[_n], _t[_n].grad.numpy(), tol=1e-9,
-                    what=f"d{_n} vs autograd, B, L, D, F = {_b, _l, _d, _f}")
+def make_hidden():
+    cases = []
+    for (b, l, d, f), seed in [((2, 3, 4, 8), 11), ((1, 1, 3, 5), 12), ((3, 2, 2, 6), 13)]:
+        rng = np.random.default_rng(seed)
+        c, dm = rng.normal(size=(b, l, d)), rng.normal(size=(b, l, d))
+        W1, b1 = rng.normal(size=(d, f)), rng.normal(size=f)
+        W2, b2 = rng.normal(size=(f, d)), rng.normal(size=d)
+        cases.append({"dims": (b, l, d, f), "c": c, "dm": dm, "W1": W1, "b1": b1, "W2": W2, "b2": b2,
+                      "u": c @ W1 + b1})
+    return {"cases": cases}
+
+
+def run_hidden(cases):
+    return {"grads": [mlp_backward(c["dm"], c["c"], c["u"], c["W1"], c["W2"]) for c in cases]}
+
+
+def check_hidden(inputs, outputs):
+    import torch
+
+    for case, got in zip(inputs["cases"], outputs["grads"], strict=True):
+        t = {n: torch.tensor(case[n], requires_grad=True) for n in ("c", "W1", "b1", "W2", "b2")}
+        g = torch.nn.functional.gelu(t["c"] @ t["W1"] + t["b1"], approximate="tanh")   # [B, L, F]
+        m = g @ t["W2"] + t["b2"]                                                       # [B, L, D]
+        m.backward(torch.tensor(case["dm"]))
+        for n in t:
+            check_close(got[n], t[n].grad.numpy(), tol=1e-9,
+                        what=f"d{n} vs autograd, B, L, D, F = {case['dims']}")
+
+
+check_hidden(make_hidden(), run_hidden(**make_hidden()))
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -264,22 +324,51 @@ def attention_backward(do, q, k, v, causal):
     ### END SOLUTION
 
 # %% [test] id=test_attention_backward points=2
-_rng = np.random.default_rng(20)
-_q, _k, _v, _do = (_rng.normal(size=(1, 1, 3, 2)) for _ in range(4))
-_dq, _dk, _dv = attention_backward(_do, _q, _k, _v, causal=False)
-for _name, _arr, _got in [("q", _q, _dq), ("k", _k, _dk), ("v", _v, _dv)]:
-    _num = numerical_gradient(lambda: float(np.sum(_do * attention_forward(_q, _k, _v, False))), _arr)
-    check_close(_got, _num, tol=1e-6, what=f"d{_name} against finite differences (no mask, one head)")
+def make():
+    rng = np.random.default_rng(20)
+    q, k, v, do = (rng.normal(size=(1, 1, 3, 2)) for _ in range(4))
+    return {"do": do, "q": q, "k": k, "v": v}
+
+
+def run(do, q, k, v):
+    return {"grads": attention_backward(do, q, k, v, causal=False)}
+
+
+def check(inputs, outputs):
+    dq, dk, dv = outputs["grads"]
+    q, k, v, do = inputs["q"], inputs["k"], inputs["v"], inputs["do"]
+    for name, arr, got in [("q", q, dq), ("k", k, dk), ("v", v, dv)]:
+        num = numerical_gradient(lambda: float(np.sum(do * attention_forward(q, k, v, False))), arr)
+        check_close(got, num, tol=1e-6, what=f"d{name} against finite differences (no mask, one head)")
+
+
+check(make(), run(**make()))
 ### BEGIN HIDDEN TESTS
-import torch as _torch
-for _shape, _seed in [((2, 3, 4, 2), 21), ((1, 1, 1, 3), 22), ((1, 2, 5, 4), 23)]:
-    _rng = np.random.default_rng(_seed)
-    _q, _k, _v, _do = (_rng.normal(size=_shape) for _ in range(4))
-    _got = attention_backward(_do, _q, _k, _v, causal=False)
-    _tq, _tk, _tv = (_torch.tensor(_a, requires_grad=True) for _a in (_q, _k, _v))
-    _torch.nn.functional.scaled_dot_product_attention(_tq, _tk, _tv).backward(_torch.tensor(_do))
-    for _i, (_name, _t) in enumerate([("dq", _tq), ("dk", _tk), ("dv", _tv)]):
-        check_close(_got[_i], _t.grad.numpy(), tol=1e-9, what=f"{_name} vs autograd, no mask, shape {_shape}")
+def make_hidden():
+    cases = []
+    for shape, seed in [((2, 3, 4, 2), 21), ((1, 1, 1, 3), 22), ((1, 2, 5, 4), 23)]:
+        rng = np.random.default_rng(seed)
+        q, k, v, do = (rng.normal(size=shape) for _ in range(4))
+        cases.append({"q": q, "k": k, "v": v, "do": do})
+    return {"cases": cases}
+
+
+def run_hidden(cases):
+    return {"grads": [attention_backward(c["do"], c["q"], c["k"], c["v"], causal=False) for c in cases]}
+
+
+def check_hidden(inputs, outputs):
+    import torch
+
+    for case, got in zip(inputs["cases"], outputs["grads"], strict=True):
+        shape = case["q"].shape
+        tq, tk, tv = (torch.tensor(case[n], requires_grad=True) for n in ("q", "k", "v"))
+        torch.nn.functional.scaled_dot_product_attention(tq, tk, tv).backward(torch.tensor(case["do"]))
+        for i, (name, t) in enumerate([("dq", tq), ("dk", tk), ("dv", tv)]):
+            check_close(got[i], t.grad.numpy(), tol=1e-9, what=f"{name} vs autograd, no mask, shape {shape}")
+
+
+check_hidden(make_hidden(), run_hidden(**make_hidden()))
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -287,24 +376,52 @@ for _shape, _seed in [((2, 3, 4, 2), 21), ((1, 1, 1, 3), 22), ((1, 2, 5, 4), 23)
 # sees only key 0, so `dk` and `dv` must be exactly zero at every later position.
 
 # %% [test] id=test_attention_backward_causal points=2
-_rng = np.random.default_rng(30)
-_q, _k, _v = (_rng.normal(size=(1, 2, 4, 3)) for _ in range(3))
-_do = np.zeros((1, 2, 4, 3))
-_do[:, :, 0] = _rng.normal(size=(1, 2, 3))                              # the loss reads query 0 only
-_dq, _dk, _dv = attention_backward(_do, _q, _k, _v, causal=True)
-check_close(_dk[:, :, 1:], np.zeros((1, 2, 3, 3)), tol=1e-12, what="dk at keys 1..3 (hidden from query 0)")
-check_close(_dv[:, :, 1:], np.zeros((1, 2, 3, 3)), tol=1e-12, what="dv at keys 1..3 (hidden from query 0)")
+def make():
+    rng = np.random.default_rng(30)
+    q, k, v = (rng.normal(size=(1, 2, 4, 3)) for _ in range(3))
+    do = np.zeros((1, 2, 4, 3))
+    do[:, :, 0] = rng.normal(size=(1, 2, 3))                              # the loss reads query 0 only
+    return {"do": do, "q": q, "k": k, "v": v}
+
+
+def run(do, q, k, v):
+    return {"grads": attention_backward(do, q, k, v, causal=True)}
+
+
+def check(inputs, outputs):
+    dq, dk, dv = outputs["grads"]
+    check_close(dk[:, :, 1:], np.zeros((1, 2, 3, 3)), tol=1e-12, what="dk at keys 1..3 (hidden from query 0)")
+    check_close(dv[:, :, 1:], np.zeros((1, 2, 3, 3)), tol=1e-12, what="dv at keys 1..3 (hidden from query 0)")
+
+
+check(make(), run(**make()))
 ### BEGIN HIDDEN TESTS
-import torch as _torch
-for _shape, _seed in [((2, 3, 5, 2), 31), ((1, 1, 1, 4), 32), ((1, 2, 6, 3), 33), ((3, 1, 2, 2), 34)]:
-    _rng = np.random.default_rng(_seed)
-    _q, _k, _v, _do = (_rng.normal(size=_shape) for _ in range(4))
-    _got = attention_backward(_do, _q, _k, _v, causal=True)
-    _tq, _tk, _tv = (_torch.tensor(_a, requires_grad=True) for _a in (_q, _k, _v))
-    _o = _torch.nn.functional.scaled_dot_product_attention(_tq, _tk, _tv, is_causal=True)
-    _o.backward(_torch.tensor(_do))
-    for _i, (_name, _t) in enumerate([("dq", _tq), ("dk", _tk), ("dv", _tv)]):
-        check_close(_got[_i], _t.grad.numpy(), tol=1e-9, what=f"{_name} vs autograd, causal, shape {_shape}")
+def make_hidden():
+    cases = []
+    for shape, seed in [((2, 3, 5, 2), 31), ((1, 1, 1, 4), 32), ((1, 2, 6, 3), 33), ((3, 1, 2, 2), 34)]:
+        rng = np.random.default_rng(seed)
+        q, k, v, do = (rng.normal(size=shape) for _ in range(4))
+        cases.append({"q": q, "k": k, "v": v, "do": do})
+    return {"cases": cases}
+
+
+def run_hidden(cases):
+    return {"grads": [attention_backward(c["do"], c["q"], c["k"], c["v"], causal=True) for c in cases]}
+
+
+def check_hidden(inputs, outputs):
+    import torch
+
+    for case, got in zip(inputs["cases"], outputs["grads"], strict=True):
+        shape = case["q"].shape
+        tq, tk, tv = (torch.tensor(case[n], requires_grad=True) for n in ("q", "k", "v"))
+        o = torch.nn.functional.scaled_dot_product_attention(tq, tk, tv, is_causal=True)
+        o.backward(torch.tensor(case["do"]))
+        for i, (name, t) in enumerate([("dq", tq), ("dk", tk), ("dv", tv)]):
+            check_close(got[i], t.grad.numpy(), tol=1e-9, what=f"{name} vs autograd, causal, shape {shape}")
+
+
+check_hidden(make_hidden(), run_hidden(**make_hidden()))
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -331,38 +448,64 @@ def qkv_backward(dq, dk, dv, a, Wq, Wk, Wv):
     ### END SOLUTION
 
 # %% [test] id=test_qkv_backward points=2
-_rng = np.random.default_rng(40)
-_a, _Wq, _Wk, _Wv = _rng.normal(size=(1, 2, 4)), *(_rng.normal(size=(4, 4)) for _ in range(3))
-_dq, _dk, _dv = (_rng.normal(size=(1, 2, 2, 2)) for _ in range(3))      # two heads of width 2
+def make():
+    rng = np.random.default_rng(40)
+    a, Wq, Wk, Wv = rng.normal(size=(1, 2, 4)), *(rng.normal(size=(4, 4)) for _ in range(3))
+    dq, dk, dv = (rng.normal(size=(1, 2, 2, 2)) for _ in range(3))          # two heads of width 2
+    return {"dq": dq, "dk": dk, "dv": dv, "a": a, "Wq": Wq, "Wk": Wk, "Wv": Wv}
 
 
-def _qkv_loss():
-    return float(np.sum(_dq * split_heads(_a @ _Wq, 2)) + np.sum(_dk * split_heads(_a @ _Wk, 2))
-                 + np.sum(_dv * split_heads(_a @ _Wv, 2)))
+def run(dq, dk, dv, a, Wq, Wk, Wv):
+    return {"grads": qkv_backward(dq, dk, dv, a, Wq, Wk, Wv)}
 
 
-_got = qkv_backward(_dq, _dk, _dv, _a, _Wq, _Wk, _Wv)
-assert set(_got) == {"a", "Wq", "Wk", "Wv"}, f"keys {sorted(_got)}, expected a, Wq, Wk, Wv"
-check_close(_got["a"], numerical_gradient(_qkv_loss, _a), tol=1e-6,
-            what="da against finite differences (2 heads)")
-check_close(_got["Wk"], numerical_gradient(_qkv_loss, _Wk), tol=1e-6, what="dWk against finite differences")
+def check(inputs, outputs):
+    got = outputs["grads"]
+    dq, dk, dv, a, Wq, Wk, Wv = (inputs[n] for n in ("dq", "dk", "dv", "a", "Wq", "Wk", "Wv"))
+
+    def qkv_loss():
+        return float(np.sum(dq * split_heads(a @ Wq, 2)) + np.sum(dk * split_heads(a @ Wk, 2))
+                     + np.sum(dv * split_heads(a @ Wv, 2)))
+
+    assert set(got) == {"a", "Wq", "Wk", "Wv"}, f"keys {sorted(got)}, expected a, Wq, Wk, Wv"
+    check_close(got["a"], numerical_gradient(qkv_loss, a), tol=1e-6,
+                what="da against finite differences (2 heads)")
+    check_close(got["Wk"], numerical_gradient(qkv_loss, Wk), tol=1e-6, what="dWk against finite differences")
+
+
+check(make(), run(**make()))
 ### BEGIN HIDDEN TESTS
-import torch as _torch
-from lib.attention import merge_heads as _ref_merge
-for (_b, _l, _d, _h), _seed in [((2, 3, 6, 3), 41), ((1, 1, 4, 1), 42), ((3, 2, 8, 4), 43)]:
-    _rng = np.random.default_rng(_seed)
-    _a = _rng.normal(size=(_b, _l, _d))
-    _W = [_rng.normal(size=(_d, _d)) for _ in range(3)]
-    _g = [_rng.normal(size=(_b, _h, _l, _d // _h)) for _ in range(3)]
-    _got = qkv_backward(*_g, _a, *_W)
-    _ta = _torch.tensor(_a, requires_grad=True)
-    _tW = [_torch.tensor(_w, requires_grad=True) for _w in _W]
-    _loss = sum((_ref_merge(_torch.tensor(_gi)) * (_ta @ _tw)).sum() for _gi, _tw in zip(_g, _tW))
-    _loss.backward()
-    check_close(_got["a"], _ta.grad.numpy(), tol=1e-9, what=f"da vs autograd, B, L, D, H = {_b, _l, _d, _h}")
-    for _n, _tw in zip(("Wq", "Wk", "Wv"), _tW):
-        check_close(_got[_n], _tw.grad.numpy(), tol=1e-9,
-                    what=f"d{_n} vs autograd, B, L, D, H = {_b, _l, _d, _h}")
+def make_hidden():
+    cases = []
+    for (b, l, d, h), seed in [((2, 3, 6, 3), 41), ((1, 1, 4, 1), 42), ((3, 2, 8, 4), 43)]:
+        rng = np.random.default_rng(seed)
+        a = rng.normal(size=(b, l, d))
+        W = [rng.normal(size=(d, d)) for _ in range(3)]
+        g = [rng.normal(size=(b, h, l, d // h)) for _ in range(3)]
+        cases.append({"dims": (b, l, d, h), "a": a, "W": W, "g": g})
+    return {"cases": cases}
+
+
+def run_hidden(cases):
+    return {"grads": [qkv_backward(*c["g"], c["a"], *c["W"]) for c in cases]}
+
+
+def check_hidden(inputs, outputs):
+    import torch
+    from lib.attention import merge_heads as ref_merge
+
+    for case, got in zip(inputs["cases"], outputs["grads"], strict=True):
+        dims = case["dims"]
+        ta = torch.tensor(case["a"], requires_grad=True)
+        tW = [torch.tensor(w, requires_grad=True) for w in case["W"]]
+        loss = sum((ref_merge(torch.tensor(gi)) * (ta @ tw)).sum() for gi, tw in zip(case["g"], tW))
+        loss.backward()
+        check_close(got["a"], ta.grad.numpy(), tol=1e-9, what=f"da vs autograd, B, L, D, H = {dims}")
+        for n, tw in zip(("Wq", "Wk", "Wv"), tW):
+            check_close(got[n], tw.grad.numpy(), tol=1e-9, what=f"d{n} vs autograd, B, L, D, H = {dims}")
+
+
+check_hidden(make_hidden(), run_hidden(**make_hidden()))
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -401,78 +544,127 @@ def block_backward(dy, cache, params, n_heads):
 # The first test grades `dx`, the second the twelve parameter gradients.
 
 # %% [test] id=test_block_backward_x points=2
-_rng = np.random.default_rng(50)
-_params, _x = init_block(4, 8, seed=51), _rng.normal(size=(1, 3, 4))
-_dy = _rng.normal(size=(1, 3, 4))
-_, _cache = block_forward(_x, _params, 2)
-_got = block_backward(_dy, _cache, _params, 2)
-_num = numerical_gradient(lambda: float(np.sum(_dy * block_forward(_x, _params, 2)[0])), _x)
-check_close(_got["x"], _num, tol=1e-6, what="dx against finite differences (B=1, L=3, D=4, H=2)")
+def make():
+    rng = np.random.default_rng(50)
+    params, x = init_block(4, 8, seed=51), rng.normal(size=(1, 3, 4))
+    dy = rng.normal(size=(1, 3, 4))
+    _, cache = block_forward(x, params, 2)
+    return {"dy": dy, "cache": cache, "params": params, "n_heads": 2, "x": x}
+
+
+def run(dy, cache, params, n_heads, x):
+    return {"dx": block_backward(dy, cache, params, n_heads)["x"]}
+
+
+def check(inputs, outputs):
+    x, params, dy = inputs["x"], inputs["params"], inputs["dy"]
+    num = numerical_gradient(lambda: float(np.sum(dy * block_forward(x, params, 2)[0])), x)
+    check_close(outputs["dx"], num, tol=1e-6, what="dx against finite differences (B=1, L=3, D=4, H=2)")
+
+
+check(make(), run(**make()))
 ### BEGIN HIDDEN TESTS
-import torch as _torch
-import torch.nn.functional as _F
+def make_hidden():
+    cases = []
+    for (b, l, d, h, f), seed in [((2, 5, 8, 2, 16), 52), ((1, 1, 4, 1, 8), 53),   # B = L = H = 1
+                                  ((1, 4, 6, 3, 12), 54), ((3, 1, 4, 2, 8), 55)]:
+        rng = np.random.default_rng(seed)
+        params = init_block(d, f, seed=seed)
+        x, dy = rng.normal(size=(b, l, d)), rng.normal(size=(b, l, d))
+        _, cache = block_forward(x, params, h)
+        cases.append({"dims": (b, l, d, h, f), "x": x, "dy": dy, "params": params, "cache": cache,
+                      "n_heads": h})
+    return {"cases": cases}
 
 
-def _torch_block(x, p, n_heads):
-    b, l, d = x.shape
-    a = _F.layer_norm(x, (d,), p["ln1_g"], p["ln1_b"], eps=1e-5)
-    q, k, v = (t.view(b, l, n_heads, d // n_heads).transpose(1, 2)          # [B, H, L, Dh]
-               for t in (a @ p["Wq"], a @ p["Wk"], a @ p["Wv"]))
-    o = _F.scaled_dot_product_attention(q, k, v, is_causal=True)            # [B, H, L, Dh]
-    h = x + o.transpose(1, 2).reshape(b, l, d) @ p["Wo"]                    # [B, L, D]
-    c = _F.layer_norm(h, (d,), p["ln2_g"], p["ln2_b"], eps=1e-5)
-    return h + _F.gelu(c @ p["W1"] + p["b1"], approximate="tanh") @ p["W2"] + p["b2"]
+def run_hidden(cases):
+    return {"dx": [block_backward(c["dy"], c["cache"], c["params"], c["n_heads"])["x"] for c in cases]}
 
 
-for (_b, _l, _d, _h, _f), _seed in [((2, 5, 8, 2, 16), 52), ((1, 1, 4, 1, 8), 53),   # B = L = H = 1
-                                     ((1, 4, 6, 3, 12), 54), ((3, 1, 4, 2, 8), 55)]:
-    _rng = np.random.default_rng(_seed)
-    _params = init_block(_d, _f, seed=_seed)
-    _x, _dy = _rng.normal(size=(_b, _l, _d)), _rng.normal(size=(_b, _l, _d))
-    _, _cache = block_forward(_x, _params, _h)
-    _got = block_backward(_dy, _cache, _params, _h)
-    _tx = _torch.tensor(_x, requires_grad=True)
-    _torch_block(_tx, {_n: _torch.tensor(_v) for _n, _v in _params.items()}, _h).backward(_torch.tensor(_dy))
-    check_close(_got["x"], _tx.grad.numpy(), tol=1e-9,
-                what=f"dx vs autograd, B, L, D, H, F = {_b, _l, _d, _h, _f}")
+def check_hidden(inputs, outputs):
+    import torch
+    import torch.nn.functional as F
+
+    def torch_block(x, p, n_heads):
+        b, l, d = x.shape
+        a = F.layer_norm(x, (d,), p["ln1_g"], p["ln1_b"], eps=1e-5)
+        q, k, v = (t.view(b, l, n_heads, d // n_heads).transpose(1, 2)          # [B, H, L, Dh]
+                   for t in (a @ p["Wq"], a @ p["Wk"], a @ p["Wv"]))
+        o = F.scaled_dot_product_attention(q, k, v, is_causal=True)             # [B, H, L, Dh]
+        h = x + o.transpose(1, 2).reshape(b, l, d) @ p["Wo"]                    # [B, L, D]
+        c = F.layer_norm(h, (d,), p["ln2_g"], p["ln2_b"], eps=1e-5)
+        return h + F.gelu(c @ p["W1"] + p["b1"], approximate="tanh") @ p["W2"] + p["b2"]
+
+    for case, got in zip(inputs["cases"], outputs["dx"], strict=True):
+        tx = torch.tensor(case["x"], requires_grad=True)
+        tp = {n: torch.tensor(v) for n, v in case["params"].items()}
+        torch_block(tx, tp, case["n_heads"]).backward(torch.tensor(case["dy"]))
+        check_close(got, tx.grad.numpy(), tol=1e-9, what=f"dx vs autograd, B, L, D, H, F = {case['dims']}")
+
+
+check_hidden(make_hidden(), run_hidden(**make_hidden()))
 ### END HIDDEN TESTS
 
 # %% [test] id=test_block_backward_weights points=2
-_rng = np.random.default_rng(60)
-_params, _x = init_block(4, 8, seed=61), _rng.normal(size=(2, 3, 4))
-_dy = _rng.normal(size=(2, 3, 4))
-_, _cache = block_forward(_x, _params, 2)
-_got = block_backward(_dy, _cache, _params, 2)
-assert set(_got) == set(_params) | {"x"}, f"keys {sorted(_got)}, expected x and {sorted(_params)}"
-for _name in ("Wo", "ln1_g", "b1"):
-    _num = numerical_gradient(lambda: float(np.sum(_dy * block_forward(_x, _params, 2)[0])), _params[_name])
-    check_close(_got[_name], _num, tol=1e-6, what=f"d{_name} against finite differences (B=2, L=3, D=4, H=2)")
+def make():
+    rng = np.random.default_rng(60)
+    params, x = init_block(4, 8, seed=61), rng.normal(size=(2, 3, 4))
+    dy = rng.normal(size=(2, 3, 4))
+    _, cache = block_forward(x, params, 2)
+    return {"dy": dy, "cache": cache, "params": params, "n_heads": 2, "x": x}
+
+
+def run(dy, cache, params, n_heads, x):
+    return {"grads": block_backward(dy, cache, params, n_heads)}
+
+
+def check(inputs, outputs):
+    got, x, params, dy = outputs["grads"], inputs["x"], inputs["params"], inputs["dy"]
+    assert set(got) == set(params) | {"x"}, f"keys {sorted(got)}, expected x and {sorted(params)}"
+    for name in ("Wo", "ln1_g", "b1"):
+        num = numerical_gradient(lambda: float(np.sum(dy * block_forward(x, params, 2)[0])), params[name])
+        check_close(got[name], num, tol=1e-6, what=f"d{name} against finite differences (B=2, L=3, D=4, H=2)")
+
+
+check(make(), run(**make()))
 ### BEGIN HIDDEN TESTS
-import torch as _torch
-import torch.nn.functional as _F
+def make_hidden():
+    cases = []
+    for (b, l, d, h, f), seed in [((2, 5, 8, 2, 16), 62), ((1, 1, 4, 1, 8), 63),   # B = L = H = 1
+                                  ((1, 4, 6, 3, 12), 64), ((3, 1, 4, 2, 8), 65)]:
+        rng = np.random.default_rng(seed)
+        params = init_block(d, f, seed=seed)
+        x, dy = rng.normal(size=(b, l, d)), rng.normal(size=(b, l, d))
+        _, cache = block_forward(x, params, h)
+        cases.append({"dims": (b, l, d, h, f), "x": x, "dy": dy, "params": params, "cache": cache,
+                      "n_heads": h})
+    return {"cases": cases}
 
 
-def _torch_block(x, p, n_heads):
-    b, l, d = x.shape
-    a = _F.layer_norm(x, (d,), p["ln1_g"], p["ln1_b"], eps=1e-5)
-    q, k, v = (t.view(b, l, n_heads, d // n_heads).transpose(1, 2)          # [B, H, L, Dh]
-               for t in (a @ p["Wq"], a @ p["Wk"], a @ p["Wv"]))
-    o = _F.scaled_dot_product_attention(q, k, v, is_causal=True)            # [B, H, L, Dh]
-    h = x + o.transpose(1, 2).reshape(b, l, d) @ p["Wo"]                    # [B, L, D]
-    c = _F.layer_norm(h, (d,), p["ln2_g"], p["ln2_b"], eps=1e-5)
-    return h + _F.gelu(c @ p["W1"] + p["b1"], approximate="tanh") @ p["W2"] + p["b2"]
+def run_hidden(cases):
+    return {"grads": [block_backward(c["dy"], c["cache"], c["params"], c["n_heads"]) for c in cases]}
 
 
-for (_b, _l, _d, _h, _f), _seed in [((2, 5, 8, 2, 16), 62), ((1, 1, 4, 1, 8), 63),   # B = L = H = 1
-                                     ((1, 4, 6, 3, 12), 64), ((3, 1, 4, 2, 8), 65)]:
-    _rng = np.random.default_rng(_seed)
-    _params = init_block(_d, _f, seed=_seed)
-    _x, _dy = _rng.normal(size=(_b, _l, _d)), _rng.normal(size=(_b, _l, _d))
-    _, _cache = block_forward(_x, _params, _h)
-    _got = block_backward(_dy, _cache, _params, _h)
-    _tp = {_n: _torch.tensor(_v, requires_grad=True) for _n, _v in _params.items()}
-    _torch_block(_torch.tensor(_x), _tp, _h).backward(_torch.tensor(_dy))
-    for _n, _t in _tp.items():
-        check_close(_got[_n], _t.grad.numpy(), tol=1e-9,
-                    what=f"d{_n} vs autograd, B, L, D, H, F = {_b, _l, _d, _h, _f}")
+def check_hidden(inputs, outputs):
+    import torch
+    import torch.nn.functional as F
+
+    def torch_block(x, p, n_heads):
+        b, l, d = x.shape
+        a = F.layer_norm(x, (d,), p["ln1_g"], p["ln1_b"], eps=1e-5)
+        q, k, v = (t.view(b, l, n_heads, d // n_heads).transpose(1, 2)          # [B, H, L, Dh]
+                   for t in (a @ p["Wq"], a @ p["Wk"], a @ p["Wv"]))
+        o = F.scaled_dot_product_attention(q, k, v, is_causal=True)             # [B, H, L, Dh]
+        h = x + o.transpose(1, 2).reshape(b, l, d) @ p["Wo"]                    # [B, L, D]
+        c = F.layer_norm(h, (d,), p["ln2_g"], p["ln2_b"], eps=1e-5)
+        return h + F.gelu(c @ p["W1"] + p["b1"], approximate="tanh") @ p["W2"] + p["b2"]
+
+    for case, got in zip(inputs["cases"], outputs["grads"], strict=True):
+        tp = {n: torch.tensor(v, requires_grad=True) for n, v in case["params"].items()}
+        torch_block(torch.tensor(case["x"]), tp, case["n_heads"]).backward(torch.tensor(case["dy"]))
+        for n, t in tp.items():
+            check_close(got[n], t.grad.numpy(), tol=1e-9, what=f"d{n} vs autograd, B, L, D, H, F = {case['dims']}")
+
+
+check_hidden(make_hidden(), run_hidden(**make_hidden()))
 ### END HIDDEN TESTS
