@@ -22,6 +22,10 @@
 # - Run the test cell under each answer: the visible tests are a first check. The grader
 #   runs more tests (hidden), with other shapes, so passing the visible ones is necessary,
 #   not sufficient. Use your gradient checker on your own backward pass before you submit.
+# - Each test cell defines `make()` (the inputs), `run(...)` (the calls to your functions)
+#   and `check(inputs, outputs)` (the expected values and asserts), and ends with
+#   `check(make(), run(**make()))`. When a test fails, call `run(**make())` yourself to see
+#   what your code returned. Do not give your own functions those three names.
 # - Points: 10 in all.
 
 # %% [setup]
@@ -96,31 +100,55 @@ def numerical_gradient(f, x, eps=1e-6):
     ### END SOLUTION
 
 # %% [test] id=test_numerical_gradient points=2
-_x = np.array([0.5, -1.0, 2.0])
-_want = 2 * _x                                 # computed before the call, which must leave _x as it was
-check_close(numerical_gradient(lambda: float(np.sum(_x ** 2)), _x), _want,
-            "numerical_gradient of sum(x**2) at x = [0.5, -1, 2]", tol=1e-6)
+def make():
+    return {"x": np.array([0.5, -1.0, 2.0])}
+
+
+def run(x):
+    return {"grad": numerical_gradient(lambda: float(np.sum(x ** 2)), x)}
+
+
+def check(inputs, outputs):
+    # the expected gradient comes from make()'s x, which the call cannot have changed
+    check_close(outputs["grad"], 2 * inputs["x"], "numerical_gradient of sum(x**2) at x = [0.5, -1, 2]", tol=1e-6)
+
+
+check(make(), run(**make()))
 ### BEGIN HIDDEN TESTS
-_x = np.random.default_rng(11).normal(size=(3, 4))
-_before = _x.copy()
-_num = numerical_gradient(lambda: float(np.sum(np.sin(_x) * _x ** 2)), _x)
-assert np.array_equal(_x, _before), (
-    f"numerical_gradient of sum(sin(x) x**2) on a [3, 4] x must restore x exactly: expected x unchanged, "
-    f"got entries changed by up to {np.max(np.abs(_x - _before)):.3g}")
-_exact = np.cos(_x) * _x ** 2 + 2 * _x * np.sin(_x)
-assert _num.shape == (3, 4), f"numerical_gradient of a [3, 4] x: expected shape (3, 4), got {_num.shape}"
-_err = relative_error(_num, _exact)
-assert _err < 1e-8, (
-    f"numerical_gradient of sum(sin(x) x**2) on a [3, 4] x: expected relative error < 1e-8 against the exact "
-    f"gradient (central differences), got {_err:.3g}")
-_c = np.array([0.3, 1.7])                      # a cubic: one-sided differences are off by ~eps
-_num = numerical_gradient(lambda: float(np.sum(_c ** 3)), _c, eps=1e-4)
-check_close(_num, 3 * _c ** 2 + 1e-8, "numerical_gradient of sum(x**3) at x = [0.3, 1.7], eps=1e-4", tol=1e-7)
-# the eps argument itself: the central difference of x**3 is exactly 3 x**2 + eps**2
-_c = np.array([0.3, 1.7])
-_num = numerical_gradient(lambda: float(np.sum(_c ** 3)), _c, eps=1e-2)
-check_close(_num, 3 * _c ** 2 + 1e-4, "numerical_gradient of sum(x**3) at x = [0.3, 1.7], eps=1e-2 (3 x**2 + eps**2)",
-            tol=1e-9)
+def make_hidden():
+    # two separate copies of the cubic's point: the first call must not leak into the second
+    return {"x": np.random.default_rng(11).normal(size=(3, 4)),
+            "cubics": [np.array([0.3, 1.7]), np.array([0.3, 1.7])], "epsilons": [1e-4, 1e-2]}
+
+
+def run_hidden(x, cubics, epsilons):
+    grad = numerical_gradient(lambda: float(np.sum(np.sin(x) * x ** 2)), x)
+    cubic_grads = []
+    for c, eps in zip(cubics, epsilons):
+        cubic_grads.append(numerical_gradient(lambda: float(np.sum(c ** 3)), c, eps=eps))
+    return {"grad": grad, "x_after": x, "cubic_grads": cubic_grads}
+
+
+def check_hidden(inputs, outputs):
+    x, x_after, num = inputs["x"], outputs["x_after"], outputs["grad"]
+    assert np.array_equal(x_after, x), (
+        f"numerical_gradient of sum(sin(x) x**2) on a [3, 4] x must restore x exactly: expected x unchanged, "
+        f"got entries changed by up to {np.max(np.abs(x_after - x)):.3g}")
+    exact = np.cos(x) * x ** 2 + 2 * x * np.sin(x)
+    assert num.shape == (3, 4), f"numerical_gradient of a [3, 4] x: expected shape (3, 4), got {num.shape}"
+    err = relative_error(num, exact)
+    assert err < 1e-8, (
+        f"numerical_gradient of sum(sin(x) x**2) on a [3, 4] x: expected relative error < 1e-8 against the exact "
+        f"gradient (central differences), got {err:.3g}")
+    (c, c2), (num_4, num_2) = inputs["cubics"], outputs["cubic_grads"]
+    # a cubic: one-sided differences are off by ~eps
+    check_close(num_4, 3 * c ** 2 + 1e-8, "numerical_gradient of sum(x**3) at x = [0.3, 1.7], eps=1e-4", tol=1e-7)
+    # the eps argument itself: the central difference of x**3 is exactly 3 x**2 + eps**2
+    check_close(num_2, 3 * c2 ** 2 + 1e-4,
+                "numerical_gradient of sum(x**3) at x = [0.3, 1.7], eps=1e-2 (3 x**2 + eps**2)", tol=1e-9)
+
+
+check_hidden(make_hidden(), run_hidden(**make_hidden()))
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -142,22 +170,48 @@ def mlp_forward(params, X):
     ### END SOLUTION
 
 # %% [test] id=test_mlp_forward points=2
-_p = {"W1": np.array([[1.0, -1.0]]), "b1": np.array([0.0, 0.5]),
-      "W2": np.array([[2.0], [3.0]]), "b2": np.array([1.0])}
-_logits, _cache = mlp_forward(_p, np.array([[1.0], [-2.0]]))
-check_close(_logits, [[3.0], [8.5]], "mlp_forward logits, X = [[1], [-2]] and the 1-2-1 network above")
-# row 0: H = [1, 0]; row 1: H = [0, 2.5]
-assert len(_cache) == 3, f"mlp_forward cache on X = [[1], [-2]]: expected the 3-tuple (X, A, H), got length {len(_cache)}"
+def make():
+    return {"params": {"W1": np.array([[1.0, -1.0]]), "b1": np.array([0.0, 0.5]),
+                       "W2": np.array([[2.0], [3.0]]), "b2": np.array([1.0])},
+            "X": np.array([[1.0], [-2.0]])}
+
+
+def run(params, X):
+    logits, cache = mlp_forward(params, X)
+    return {"logits": logits, "cache_length": len(cache)}
+
+
+def check(inputs, outputs):
+    check_close(outputs["logits"], [[3.0], [8.5]], "mlp_forward logits, X = [[1], [-2]] and the 1-2-1 network above")
+    # row 0: H = [1, 0]; row 1: H = [0, 2.5]
+    assert outputs["cache_length"] == 3, (
+        f"mlp_forward cache on X = [[1], [-2]]: expected the 3-tuple (X, A, H), got length {outputs['cache_length']}")
+
+
+check(make(), run(**make()))
 ### BEGIN HIDDEN TESTS
-from lib.backprop import init_mlp as _init_mlp
-_p = _init_mlp(5, 7, 3, seed=4)
-_X = np.random.default_rng(5).normal(size=(6, 5))
-_logits, (_cX, _cA, _cH) = mlp_forward(_p, _X)
-_pre = _X @ _p["W1"] + _p["b1"]
-check_close(_logits, np.maximum(_pre, 0) @ _p["W2"] + _p["b2"], "mlp_forward logits, X [6, 5], D=5 H=7 C=3")
-check_close(_cX, _X, "mlp_forward cache[0] (X), X [6, 5]")
-check_close(_cA, _pre, "mlp_forward cache[1] (A = X W1 + b1), X [6, 5]")
-check_close(_cH, np.maximum(_pre, 0), "mlp_forward cache[2] (H = max(A, 0)), X [6, 5]")
+def make_hidden():
+    rng = np.random.default_rng(4)  # the draws of lib.backprop.init_mlp(5, 7, 3, seed=4)
+    params = {"W1": rng.normal(0.0, np.sqrt(2.0 / 5), size=(5, 7)), "b1": rng.normal(0.0, 0.01, size=7),
+              "W2": rng.normal(0.0, np.sqrt(2.0 / 7), size=(7, 3)), "b2": rng.normal(0.0, 0.01, size=3)}
+    return {"params": params, "X": np.random.default_rng(5).normal(size=(6, 5))}
+
+
+def run_hidden(params, X):
+    logits, (cache_X, cache_A, cache_H) = mlp_forward(params, X)
+    return {"logits": logits, "X": cache_X, "A": cache_A, "H": cache_H}
+
+
+def check_hidden(inputs, outputs):
+    p, X = inputs["params"], inputs["X"]
+    pre = X @ p["W1"] + p["b1"]
+    check_close(outputs["logits"], np.maximum(pre, 0) @ p["W2"] + p["b2"], "mlp_forward logits, X [6, 5], D=5 H=7 C=3")
+    check_close(outputs["X"], X, "mlp_forward cache[0] (X), X [6, 5]")
+    check_close(outputs["A"], pre, "mlp_forward cache[1] (A = X W1 + b1), X [6, 5]")
+    check_close(outputs["H"], np.maximum(pre, 0), "mlp_forward cache[2] (H = max(A, 0)), X [6, 5]")
+
+
+check_hidden(make_hidden(), run_hidden(**make_hidden()))
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -184,22 +238,52 @@ def softmax_cross_entropy(logits, y):
     ### END SOLUTION
 
 # %% [test] id=test_softmax_ce points=2
-_loss, _d = softmax_cross_entropy(np.zeros((1, 4)), np.array([2]))
-check_close(_loss, np.log(4), "softmax_cross_entropy loss, logits zeros [1, 4], y = [2]")
-check_close(_d, [[0.25, 0.25, -0.75, 0.25]], "softmax_cross_entropy dlogits, logits zeros [1, 4], y = [2]")
+def make():
+    return {"logits": np.zeros((1, 4)), "y": np.array([2])}
+
+
+def run(logits, y):
+    loss, dlogits = softmax_cross_entropy(logits, y)
+    return {"loss": loss, "dlogits": dlogits}
+
+
+def check(inputs, outputs):
+    check_close(outputs["loss"], np.log(4), "softmax_cross_entropy loss, logits zeros [1, 4], y = [2]")
+    check_close(outputs["dlogits"], [[0.25, 0.25, -0.75, 0.25]],
+                "softmax_cross_entropy dlogits, logits zeros [1, 4], y = [2]")
+
+
+check(make(), run(**make()))
 ### BEGIN HIDDEN TESTS
-import torch as _torch
-_rng = np.random.default_rng(6)
-_z, _y = _rng.normal(scale=3.0, size=(8, 5)), _rng.integers(0, 5, size=8)
-_tz = _torch.tensor(_z, requires_grad=True)
-_ref = _torch.nn.functional.cross_entropy(_tz, _torch.tensor(_y))
-_ref.backward()
-_loss, _d = softmax_cross_entropy(_z, _y)
-check_close(_loss, _ref.item(), "softmax_cross_entropy loss vs torch, random logits [8, 5]")
-check_close(_d, _tz.grad.numpy(), "softmax_cross_entropy dlogits vs torch autograd, random logits [8, 5]")
-_loss, _d = softmax_cross_entropy(np.array([[1000.0, 0.0]]), np.array([1]))
-check_close(_loss, 1000.0, "softmax_cross_entropy loss, logits [[1000, 0]], y = [1]")
-check_close(_d, [[1.0, -1.0]], "softmax_cross_entropy dlogits, logits [[1000, 0]], y = [1]")
+def make_hidden():
+    rng = np.random.default_rng(6)
+    return {"cases": [(rng.normal(scale=3.0, size=(8, 5)), rng.integers(0, 5, size=8)),
+                      (np.array([[1000.0, 0.0]]), np.array([1]))]}
+
+
+def run_hidden(cases):
+    results = []
+    for logits, y in cases:
+        loss, dlogits = softmax_cross_entropy(logits, y)
+        results.append({"loss": loss, "dlogits": dlogits})
+    return {"results": results}
+
+
+def check_hidden(inputs, outputs):
+    import torch
+
+    z, y = inputs["cases"][0]
+    tz = torch.tensor(z, requires_grad=True)
+    ref = torch.nn.functional.cross_entropy(tz, torch.tensor(y))
+    ref.backward()
+    random, far = outputs["results"]
+    check_close(random["loss"], ref.item(), "softmax_cross_entropy loss vs torch, random logits [8, 5]")
+    check_close(random["dlogits"], tz.grad.numpy(), "softmax_cross_entropy dlogits vs torch autograd, random logits [8, 5]")
+    check_close(far["loss"], 1000.0, "softmax_cross_entropy loss, logits [[1000, 0]], y = [1]")
+    check_close(far["dlogits"], [[1.0, -1.0]], "softmax_cross_entropy dlogits, logits [[1000, 0]], y = [1]")
+
+
+check_hidden(make_hidden(), run_hidden(**make_hidden()))
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -237,57 +321,127 @@ def mlp_backward(params, cache, dlogits):
 # ($W_2$, $b_2$), the second the hidden layer's ($W_1$, $b_1$).
 
 # %% [test] id=test_backward_output points=2
-_p = make_params(3, 4, 2, seed=0)
-_X = np.random.default_rng(1).normal(size=(5, 3))
-_A = _X @ _p["W1"] + _p["b1"]
-_H = np.maximum(_A, 0)
-_dl = np.random.default_rng(2).normal(size=(5, 2))
-_g = mlp_backward(_p, (_X, _A, _H), _dl)
-check_close(_g["W2"], _H.T @ _dl, "mlp_backward dW2, N=5 D=3 H=4 C=2")
-assert np.shape(_g["b2"]) == (2,), f"mlp_backward db2, N=5 D=3 H=4 C=2: expected the shape of b2, (2,), got {np.shape(_g['b2'])}"
+def make():
+    params = make_params(3, 4, 2, seed=0)
+    X = np.random.default_rng(1).normal(size=(5, 3))
+    A = X @ params["W1"] + params["b1"]
+    return {"params": params, "cache": (X, A, np.maximum(A, 0)),
+            "dlogits": np.random.default_rng(2).normal(size=(5, 2))}
+
+
+def run(params, cache, dlogits):
+    grads = mlp_backward(params, cache, dlogits)
+    return {"W2": grads["W2"], "b2": grads["b2"]}
+
+
+def check(inputs, outputs):
+    H = inputs["cache"][2]
+    check_close(outputs["W2"], H.T @ inputs["dlogits"], "mlp_backward dW2, N=5 D=3 H=4 C=2")
+    assert np.shape(outputs["b2"]) == (2,), (
+        f"mlp_backward db2, N=5 D=3 H=4 C=2: expected the shape of b2, (2,), got {np.shape(outputs['b2'])}")
+
+
+check(make(), run(**make()))
 ### BEGIN HIDDEN TESTS
-from lib.backprop import mlp_loss_and_grads as _ref_grads
-for _case in [(7, 5, 6, 4, 0), (6, 5, 5, 5, 1), (9, 4, 3, 3, 2)]:   # square ones too
-    _p, _cache, _dl, _X, _y = backward_case(*_case)
-    _ref = _ref_grads(_p, _X, _y)[1]
-    _g = mlp_backward(_p, _cache, _dl)
-    for _k in ("W2", "b2"):
-        assert np.shape(_g[_k]) == _ref[_k].shape, (
-            f"mlp_backward d{_k} for (N, D, H, C) = {_case[:4]}: expected shape {_ref[_k].shape}, got {np.shape(_g[_k])}")
-        _err = relative_error(_g[_k], _ref[_k])
-        assert _err < 1e-10, (f"mlp_backward d{_k} for (N, D, H, C) = {_case[:4]}: expected relative error "
-                              f"< 1e-10 against lib, got {_err:.3g}")
+def make_hidden():
+    cases = []
+    for case in [(7, 5, 6, 4, 0), (6, 5, 5, 5, 1), (9, 4, 3, 3, 2)]:   # square ones too
+        params, cache, dlogits, X, y = backward_case(*case)
+        cases.append({"params": params, "cache": cache, "dlogits": dlogits, "X": X, "y": y})
+    return {"cases": cases}
+
+
+def run_hidden(cases):
+    grads = []
+    for case in cases:
+        g = mlp_backward(case["params"], case["cache"], case["dlogits"])
+        grads.append({"W2": g["W2"], "b2": g["b2"]})
+    return {"grads": grads}
+
+
+def check_hidden(inputs, outputs):
+    from lib.backprop import mlp_loss_and_grads as ref_grads
+
+    for case, g in zip(inputs["cases"], outputs["grads"]):
+        p, X = case["params"], case["X"]
+        sizes = (X.shape[0], X.shape[1], p["W1"].shape[1], p["W2"].shape[1])   # (N, D, H, C)
+        ref = ref_grads(p, X, case["y"])[1]
+        for k in ("W2", "b2"):
+            assert np.shape(g[k]) == ref[k].shape, (
+                f"mlp_backward d{k} for (N, D, H, C) = {sizes}: expected shape {ref[k].shape}, got {np.shape(g[k])}")
+            err = relative_error(g[k], ref[k])
+            assert err < 1e-10, (f"mlp_backward d{k} for (N, D, H, C) = {sizes}: expected relative error "
+                                 f"< 1e-10 against lib, got {err:.3g}")
+
+
+check_hidden(make_hidden(), run_hidden(**make_hidden()))
 ### END HIDDEN TESTS
 
 # %% [test] id=test_backward_hidden points=2
-_p = make_params(3, 4, 2, seed=0)
-_X = np.random.default_rng(1).normal(size=(5, 3))
-_A = _X @ _p["W1"] + _p["b1"]
-_H = np.maximum(_A, 0)
-_dl = np.random.default_rng(2).normal(size=(5, 2))
-_g = mlp_backward(_p, (_X, _A, _H), _dl)
-assert np.shape(_g["W1"]) == (3, 4) and np.shape(_g["b1"]) == (4,), (
-    f"mlp_backward dW1, db1 for N=5 D=3 H=4 C=2: expected shapes (3, 4) and (4,), "
-    f"got {np.shape(_g['W1'])} and {np.shape(_g['b1'])}")
+def make():
+    params = make_params(3, 4, 2, seed=0)
+    X = np.random.default_rng(1).normal(size=(5, 3))
+    A = X @ params["W1"] + params["b1"]
+    return {"params": params, "cache": (X, A, np.maximum(A, 0)),
+            "dlogits": np.random.default_rng(2).normal(size=(5, 2))}
+
+
+def run(params, cache, dlogits):
+    grads = mlp_backward(params, cache, dlogits)
+    return {"W1": grads["W1"], "b1": grads["b1"]}
+
+
+def check(inputs, outputs):
+    assert np.shape(outputs["W1"]) == (3, 4) and np.shape(outputs["b1"]) == (4,), (
+        f"mlp_backward dW1, db1 for N=5 D=3 H=4 C=2: expected shapes (3, 4) and (4,), "
+        f"got {np.shape(outputs['W1'])} and {np.shape(outputs['b1'])}")
+
+
+check(make(), run(**make()))
 ### BEGIN HIDDEN TESTS
-from lib.backprop import mlp_loss_and_grads as _ref_grads
-for _case in [(7, 5, 6, 4, 0), (6, 5, 5, 5, 1), (9, 4, 3, 3, 2)]:   # square ones too
-    _p, _cache, _dl, _X, _y = backward_case(*_case)
-    _ref = _ref_grads(_p, _X, _y)[1]
-    _g = mlp_backward(_p, _cache, _dl)
-    for _k in ("W1", "b1"):
-        assert np.shape(_g[_k]) == _ref[_k].shape, (
-            f"mlp_backward d{_k} for (N, D, H, C) = {_case[:4]}: expected shape {_ref[_k].shape}, got {np.shape(_g[_k])}")
-        _err = relative_error(_g[_k], _ref[_k])
-        assert _err < 1e-10, (f"mlp_backward d{_k} for (N, D, H, C) = {_case[:4]}: expected relative error "
-                              f"< 1e-10 against lib, got {_err:.3g}")
-# pre-activations exactly 0: the statement's mask is [A > 0], so no gradient flows there
-_p = make_params(2, 3, 2, seed=3)
-_X = np.array([[1.0, 0.0], [0.0, 1.0]])
-_A = np.array([[0.0, 1.0, -1.0], [2.0, 0.0, 0.0]])
-_dl = np.array([[1.0, -2.0], [0.5, 1.5]])
-_g = mlp_backward(_p, (_X, _A, np.maximum(_A, 0)), _dl)
-_dA = (_dl @ _p["W2"].T) * (_A > 0)
-check_close(_g["W1"], _X.T @ _dA, "mlp_backward dW1 with A = [[0, 1, -1], [2, 0, 0]] (mask [A > 0])", tol=1e-12)
-check_close(_g["b1"], _dA.sum(0), "mlp_backward db1 with A = [[0, 1, -1], [2, 0, 0]] (mask [A > 0])", tol=1e-12)
+def make_hidden():
+    cases = []
+    for case in [(7, 5, 6, 4, 0), (6, 5, 5, 5, 1), (9, 4, 3, 3, 2)]:   # square ones too
+        params, cache, dlogits, X, y = backward_case(*case)
+        cases.append({"params": params, "cache": cache, "dlogits": dlogits, "X": X, "y": y})
+    # pre-activations exactly 0: the statement's mask is [A > 0], so no gradient flows there
+    X = np.array([[1.0, 0.0], [0.0, 1.0]])
+    A = np.array([[0.0, 1.0, -1.0], [2.0, 0.0, 0.0]])
+    zeros = {"params": make_params(2, 3, 2, seed=3), "cache": (X, A, np.maximum(A, 0)),
+             "dlogits": np.array([[1.0, -2.0], [0.5, 1.5]])}
+    return {"cases": cases, "zeros": zeros}
+
+
+def run_hidden(cases, zeros):
+    grads = []
+    for case in [*cases, zeros]:
+        g = mlp_backward(case["params"], case["cache"], case["dlogits"])
+        grads.append({"W1": g["W1"], "b1": g["b1"]})
+    return {"grads": grads[:-1], "zeros": grads[-1]}
+
+
+def check_hidden(inputs, outputs):
+    from lib.backprop import mlp_loss_and_grads as ref_grads
+
+    for case, g in zip(inputs["cases"], outputs["grads"]):
+        p, X = case["params"], case["X"]
+        sizes = (X.shape[0], X.shape[1], p["W1"].shape[1], p["W2"].shape[1])   # (N, D, H, C)
+        ref = ref_grads(p, X, case["y"])[1]
+        for k in ("W1", "b1"):
+            assert np.shape(g[k]) == ref[k].shape, (
+                f"mlp_backward d{k} for (N, D, H, C) = {sizes}: expected shape {ref[k].shape}, got {np.shape(g[k])}")
+            err = relative_error(g[k], ref[k])
+            assert err < 1e-10, (f"mlp_backward d{k} for (N, D, H, C) = {sizes}: expected relative error "
+                                 f"< 1e-10 against lib, got {err:.3g}")
+    # pre-activations exactly 0: the statement's mask is [A > 0], so no gradient flows there
+    zeros = inputs["zeros"]
+    X, A, _ = zeros["cache"]
+    dA = (zeros["dlogits"] @ zeros["params"]["W2"].T) * (A > 0)
+    check_close(outputs["zeros"]["W1"], X.T @ dA, "mlp_backward dW1 with A = [[0, 1, -1], [2, 0, 0]] (mask [A > 0])",
+                tol=1e-12)
+    check_close(outputs["zeros"]["b1"], dA.sum(0), "mlp_backward db1 with A = [[0, 1, -1], [2, 0, 0]] (mask [A > 0])",
+                tol=1e-12)
+
+
+check_hidden(make_hidden(), run_hidden(**make_hidden()))
 ### END HIDDEN TESTS
