@@ -22,6 +22,10 @@
 #   themselves), so a mistake in one part does not cost you the others.
 # - The visible tests are a first check; the grader runs hidden tests with other shapes.
 #   Check your backward passes with finite differences (the helper below) before you submit.
+# - Each test cell defines `make()` (the inputs), `run(...)` (the calls to your functions)
+#   and `check(inputs, outputs)` (the expected values and asserts), and ends with
+#   `check(make(), run(**make()))`. When a test fails, call `run(**make())` yourself to see
+#   what your code returned. Do not give your own functions those three names.
 # - Points: 10 in all.
 
 # %% [setup]
@@ -71,25 +75,51 @@ def softmax_backward(p, grad_p):
     ### END SOLUTION
 
 # %% [test] id=test_softmax_backward points=3
-_p = np.array([0.2, 0.3, 0.5])
-check_close(softmax_backward(_p, np.array([1.0, 0.0, 0.0])), [0.16, -0.06, -0.1],
-            "softmax_backward(p=[0.2, 0.3, 0.5], grad_p=[1, 0, 0])")
-check_close(softmax_backward(_p, np.full(3, 4.0)), np.zeros(3),
-            "softmax_backward(p=[0.2, 0.3, 0.5], grad_p=[4, 4, 4]) (a constant g changes nothing)")
+def make():
+    return {"p": np.array([0.2, 0.3, 0.5]), "grads": [np.array([1.0, 0.0, 0.0]), np.full(3, 4.0)]}
+
+
+def run(p, grads):
+    return {"dz": [softmax_backward(p, grad_p) for grad_p in grads]}
+
+
+def check(inputs, outputs):
+    one_hot, constant = outputs["dz"]
+    check_close(one_hot, [0.16, -0.06, -0.1], "softmax_backward(p=[0.2, 0.3, 0.5], grad_p=[1, 0, 0])")
+    check_close(constant, np.zeros(3),
+                "softmax_backward(p=[0.2, 0.3, 0.5], grad_p=[4, 4, 4]) (a constant g changes nothing)")
+
+
+check(make(), run(**make()))
 ### BEGIN HIDDEN TESTS
-import torch as _torch
-from lib.backprop import softmax_backward as _ref_softmax_backward
-for _shape in [(5,), (4, 6), (2, 3, 7), (3, 3)]:
-    _rng = np.random.default_rng(len(_shape) + _shape[-1])
-    _z, _g = _rng.normal(size=_shape), _rng.normal(size=_shape)
-    _tz = _torch.tensor(_z, requires_grad=True)
-    _tp = _torch.softmax(_tz, -1)
-    _tp.backward(_torch.tensor(_g))
-    _p = _tp.detach().numpy()
-    check_close(softmax_backward(_p, _g), _tz.grad.numpy(), f"softmax_backward vs torch autograd, shape {_shape}",
-                tol=1e-10)
-    check_close(softmax_backward(_p, _g), _ref_softmax_backward(_p, _g), f"softmax_backward vs lib, shape {_shape}",
-                tol=1e-10)
+def make_hidden():
+    import torch
+
+    cases = []
+    for shape in [(5,), (4, 6), (2, 3, 7), (3, 3)]:
+        rng = np.random.default_rng(len(shape) + shape[-1])
+        z, g = rng.normal(size=shape), rng.normal(size=shape)
+        cases.append({"z": z, "p": torch.softmax(torch.tensor(z), -1).numpy(), "grad_p": g})
+    return {"cases": cases}
+
+
+def run_hidden(cases):
+    return {"dz": [softmax_backward(case["p"], case["grad_p"]) for case in cases]}
+
+
+def check_hidden(inputs, outputs):
+    import torch
+    from lib.backprop import softmax_backward as ref_softmax_backward
+
+    for case, dz in zip(inputs["cases"], outputs["dz"]):
+        z, p, g = case["z"], case["p"], case["grad_p"]
+        tz = torch.tensor(z, requires_grad=True)
+        torch.softmax(tz, -1).backward(torch.tensor(g))
+        check_close(dz, tz.grad.numpy(), f"softmax_backward vs torch autograd, shape {z.shape}", tol=1e-10)
+        check_close(dz, ref_softmax_backward(p, g), f"softmax_backward vs lib, shape {z.shape}", tol=1e-10)
+
+
+check_hidden(make_hidden(), run_hidden(**make_hidden()))
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -115,27 +145,65 @@ def layernorm_forward(x, gamma, beta, eps=1e-5):
     ### END SOLUTION
 
 # %% [test] id=test_layernorm_forward points=2
-_y, _cache = layernorm_forward(np.array([[1.0, 3.0]]), np.ones(2), np.zeros(2), eps=0.0)
-check_close(_y, [[-1.0, 1.0]], "layernorm_forward y, x = [[1, 3]], gamma = 1, beta = 0, eps = 0")
-assert len(_cache) == 3, f"layernorm_forward cache on x = [[1, 3]]: expected the 3-tuple (xhat, r, gamma), got length {len(_cache)}"
+def make():
+    return {"x": np.array([[1.0, 3.0]]), "gamma": np.ones(2), "beta": np.zeros(2)}
+
+
+def run(x, gamma, beta):
+    y, cache = layernorm_forward(x, gamma, beta, eps=0.0)
+    return {"y": y, "cache_length": len(cache)}
+
+
+def check(inputs, outputs):
+    check_close(outputs["y"], [[-1.0, 1.0]], "layernorm_forward y, x = [[1, 3]], gamma = 1, beta = 0, eps = 0")
+    assert outputs["cache_length"] == 3, (
+        f"layernorm_forward cache on x = [[1, 3]]: expected the 3-tuple (xhat, r, gamma), "
+        f"got length {outputs['cache_length']}")
+
+
+check(make(), run(**make()))
 ### BEGIN HIDDEN TESTS
-from lib.backprop import layernorm_forward as _ref_ln_forward
-_rng = np.random.default_rng(21)
-for _shape in [(4, 6), (2, 3, 5)]:
-    _x = _rng.normal(3.0, 2.0, size=_shape)
-    _gamma, _beta = _rng.normal(size=_shape[-1]), _rng.normal(size=_shape[-1])
-    _y, (_xhat, _r, _) = layernorm_forward(_x, _gamma, _beta)
-    _y_ref, _c_ref = _ref_ln_forward(_x, _gamma, _beta)
-    check_close(_y, _y_ref, f"layernorm_forward y vs lib, x ~ N(3, 2) of shape {_shape}")
-    check_close(_xhat, _c_ref.xhat, f"layernorm_forward cache xhat vs lib, x ~ N(3, 2) of shape {_shape}")
-    check_close(_r, _c_ref.rstd, f"layernorm_forward cache r (shape [..., 1]) vs lib, x ~ N(3, 2) of shape {_shape}")
-# the variance is the mean of (x - mu)**2: rows far from 0, and a constant row where only eps keeps r finite
-_x = np.array([[1e8 + 0.3, 1e8 - 1.1, 1e8 + 2.2, 1e8 + 0.7], [7.0, 7.0, 7.0, 7.0]])
-_gamma, _beta = np.array([1.0, -2.0, 0.5, 3.0]), np.array([0.1, 0.2, 0.3, 0.4])
-_y, (_xhat, _r, _) = layernorm_forward(_x, _gamma, _beta)
-_y_ref, _c_ref = _ref_ln_forward(_x, _gamma, _beta)
-check_close(_r, _c_ref.rstd, "layernorm_forward r for the rows 1e8 + [0.3, -1.1, 2.2, 0.7] and [7, 7, 7, 7]", tol=1e-6)
-check_close(_y, _y_ref, "layernorm_forward y for the rows 1e8 + [0.3, -1.1, 2.2, 0.7] and [7, 7, 7, 7]", tol=1e-6)
+def make_hidden():
+    rng = np.random.default_rng(21)
+    cases = []
+    for shape in [(4, 6), (2, 3, 5)]:
+        x = rng.normal(3.0, 2.0, size=shape)
+        gamma, beta = rng.normal(size=shape[-1]), rng.normal(size=shape[-1])
+        cases.append({"x": x, "gamma": gamma, "beta": beta})
+    # the variance is the mean of (x - mu)**2: rows far from 0, and a constant row where only eps keeps r finite
+    cases.append({"x": np.array([[1e8 + 0.3, 1e8 - 1.1, 1e8 + 2.2, 1e8 + 0.7], [7.0, 7.0, 7.0, 7.0]]),
+                  "gamma": np.array([1.0, -2.0, 0.5, 3.0]), "beta": np.array([0.1, 0.2, 0.3, 0.4])})
+    return {"cases": cases}
+
+
+def run_hidden(cases):
+    results = []
+    for case in cases:
+        y, (xhat, r, _) = layernorm_forward(case["x"], case["gamma"], case["beta"])
+        results.append({"y": y, "xhat": xhat, "r": r})
+    return {"results": results}
+
+
+def check_hidden(inputs, outputs):
+    from lib.backprop import layernorm_forward as ref_ln_forward
+
+    *random, far = zip(inputs["cases"], outputs["results"])
+    for case, out in random:
+        shape = case["x"].shape
+        y_ref, c_ref = ref_ln_forward(case["x"], case["gamma"], case["beta"])
+        check_close(out["y"], y_ref, f"layernorm_forward y vs lib, x ~ N(3, 2) of shape {shape}")
+        check_close(out["xhat"], c_ref.xhat, f"layernorm_forward cache xhat vs lib, x ~ N(3, 2) of shape {shape}")
+        check_close(out["r"], c_ref.rstd, f"layernorm_forward cache r (shape [..., 1]) vs lib, x ~ N(3, 2) of shape {shape}")
+    # the variance is the mean of (x - mu)**2: rows far from 0, and a constant row where only eps keeps r finite
+    case, out = far
+    y_ref, c_ref = ref_ln_forward(case["x"], case["gamma"], case["beta"])
+    check_close(out["r"], c_ref.rstd, "layernorm_forward r for the rows 1e8 + [0.3, -1.1, 2.2, 0.7] and [7, 7, 7, 7]",
+                tol=1e-6)
+    check_close(out["y"], y_ref, "layernorm_forward y for the rows 1e8 + [0.3, -1.1, 2.2, 0.7] and [7, 7, 7, 7]",
+                tol=1e-6)
+
+
+check_hidden(make_hidden(), run_hidden(**make_hidden()))
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -173,50 +241,119 @@ def layernorm_backward(dy, cache):
 # `layernorm_backward` alone: the first checks `dx`, the second `dgamma` and `dbeta`.
 
 # %% [test] id=test_layernorm_backward_dx points=3
-_x = np.array([[1.0, 2.0, 4.0], [0.5, -1.0, 3.0]])
-_gamma, _beta = np.array([1.0, 2.0, 0.5]), np.zeros(3)
-_dy = np.array([[1.0, 0.0, -1.0], [0.3, 0.2, 0.1]])
-_mu = _x.mean(-1, keepdims=True)
-_r = 1 / np.sqrt(_x.var(-1, keepdims=True) + 1e-5)
-_dx, _, _ = layernorm_backward(_dy, ((_x - _mu) * _r, _r, _gamma))
-assert np.shape(_dx) == _x.shape, f"layernorm_backward dx for x of shape (2, 3): expected shape (2, 3), got {np.shape(_dx)}"
-check_close(_dx.sum(axis=-1), np.zeros(2), "the row sums of layernorm_backward dx, x [2, 3] (shift invariance)", tol=1e-10)
+def make():
+    x = np.array([[1.0, 2.0, 4.0], [0.5, -1.0, 3.0]])
+    gamma = np.array([1.0, 2.0, 0.5])
+    mu = x.mean(-1, keepdims=True)
+    r = 1 / np.sqrt(x.var(-1, keepdims=True) + 1e-5)
+    return {"dy": np.array([[1.0, 0.0, -1.0], [0.3, 0.2, 0.1]]), "cache": ((x - mu) * r, r, gamma)}
+
+
+def run(dy, cache):
+    dx, _, _ = layernorm_backward(dy, cache)
+    return {"dx": dx}
+
+
+def check(inputs, outputs):
+    dx = outputs["dx"]
+    assert np.shape(dx) == (2, 3), f"layernorm_backward dx for x of shape (2, 3): expected shape (2, 3), got {np.shape(dx)}"
+    check_close(dx.sum(axis=-1), np.zeros(2), "the row sums of layernorm_backward dx, x [2, 3] (shift invariance)", tol=1e-10)
+
+
+check(make(), run(**make()))
 ### BEGIN HIDDEN TESTS
-from lib.backprop import layernorm_backward as _ref_ln_backward
-from lib.backprop import layernorm_forward as _ref_ln_forward
-_rng = np.random.default_rng(31)
-for _shape in [(4, 6), (2, 3, 5), (1, 8)]:
-    _x = _rng.normal(1.0, 2.0, size=_shape)
-    _gamma, _beta = _rng.normal(size=_shape[-1]), _rng.normal(size=_shape[-1])
-    _w = _rng.normal(size=_shape)
-    _, _c = _ref_ln_forward(_x, _gamma, _beta)
-    _dx, _, _ = layernorm_backward(_w, tuple(_c))
-    check_close(_dx, _ref_ln_backward(_w, _c)[0], f"layernorm_backward dx vs lib, shape {_shape}", tol=1e-9)
-    _num = numerical_gradient(lambda: float(np.sum(_w * _ref_ln_forward(_x, _gamma, _beta)[0])), _x)
-    check_close(_dx, _num, f"layernorm_backward dx vs central differences, shape {_shape}", tol=1e-6)
+def make_hidden():
+    rng = np.random.default_rng(31)
+    cases = []
+    for shape in [(4, 6), (2, 3, 5), (1, 8)]:
+        x = rng.normal(1.0, 2.0, size=shape)
+        gamma, beta = rng.normal(size=shape[-1]), rng.normal(size=shape[-1])
+        w = rng.normal(size=shape)
+        # the cache of the reference forward pass (the arithmetic of lib.backprop.layernorm_forward)
+        mu = x.mean(axis=-1, keepdims=True)
+        rstd = 1.0 / np.sqrt(((x - mu) ** 2).mean(axis=-1, keepdims=True) + 1e-5)
+        cases.append({"x": x, "gamma": gamma, "beta": beta, "dy": w, "cache": ((x - mu) * rstd, rstd, gamma)})
+    return {"cases": cases}
+
+
+def run_hidden(cases):
+    results = []
+    for case in cases:
+        dx, _, _ = layernorm_backward(case["dy"], case["cache"])
+        results.append(dx)
+    return {"dx": results}
+
+
+def check_hidden(inputs, outputs):
+    from lib.backprop import layernorm_backward as ref_ln_backward
+    from lib.backprop import layernorm_forward as ref_ln_forward
+
+    for case, dx in zip(inputs["cases"], outputs["dx"]):
+        x, gamma, beta, w = case["x"], case["gamma"], case["beta"], case["dy"]
+        _, c = ref_ln_forward(x, gamma, beta)
+        check_close(dx, ref_ln_backward(w, c)[0], f"layernorm_backward dx vs lib, shape {x.shape}", tol=1e-9)
+        num = numerical_gradient(lambda: float(np.sum(w * ref_ln_forward(x, gamma, beta)[0])), x)
+        check_close(dx, num, f"layernorm_backward dx vs central differences, shape {x.shape}", tol=1e-6)
+
+
+check_hidden(make_hidden(), run_hidden(**make_hidden()))
 ### END HIDDEN TESTS
 
 # %% [test] id=test_layernorm_backward_params points=2
-_x = np.array([[1.0, 2.0, 4.0], [0.5, -1.0, 3.0]])
-_gamma = np.array([1.0, 2.0, 0.5])
-_mu = _x.mean(-1, keepdims=True)
-_r = 1 / np.sqrt(_x.var(-1, keepdims=True) + 1e-5)
-_xhat = (_x - _mu) * _r
-_dy = np.array([[1.0, 0.0, -1.0], [0.3, 0.2, 0.1]])
-_, _dgamma, _dbeta = layernorm_backward(_dy, (_xhat, _r, _gamma))
-check_close(_dbeta, [1.3, 0.2, -0.9], "layernorm_backward dbeta, dy [2, 3]")
-assert np.shape(_dgamma) == (3,), f"layernorm_backward dgamma, dy [2, 3]: expected the shape of gamma, (3,), got {np.shape(_dgamma)}"
+def make():
+    x = np.array([[1.0, 2.0, 4.0], [0.5, -1.0, 3.0]])
+    gamma = np.array([1.0, 2.0, 0.5])
+    mu = x.mean(-1, keepdims=True)
+    r = 1 / np.sqrt(x.var(-1, keepdims=True) + 1e-5)
+    return {"dy": np.array([[1.0, 0.0, -1.0], [0.3, 0.2, 0.1]]), "cache": ((x - mu) * r, r, gamma)}
+
+
+def run(dy, cache):
+    _, dgamma, dbeta = layernorm_backward(dy, cache)
+    return {"dgamma": dgamma, "dbeta": dbeta}
+
+
+def check(inputs, outputs):
+    check_close(outputs["dbeta"], [1.3, 0.2, -0.9], "layernorm_backward dbeta, dy [2, 3]")
+    assert np.shape(outputs["dgamma"]) == (3,), (
+        f"layernorm_backward dgamma, dy [2, 3]: expected the shape of gamma, (3,), got {np.shape(outputs['dgamma'])}")
+
+
+check(make(), run(**make()))
 ### BEGIN HIDDEN TESTS
-from lib.backprop import layernorm_backward as _ref_ln_backward
-from lib.backprop import layernorm_forward as _ref_ln_forward
-_rng = np.random.default_rng(41)
-for _shape in [(5, 4), (2, 3, 4), (2, 2, 2, 4)]:
-    _x = _rng.normal(size=_shape)
-    _gamma, _beta = _rng.normal(size=_shape[-1]), _rng.normal(size=_shape[-1])
-    _w = _rng.normal(size=_shape)
-    _, _c = _ref_ln_forward(_x, _gamma, _beta)
-    _, _dgamma, _dbeta = layernorm_backward(_w, tuple(_c))
-    _, _ref_dgamma, _ref_dbeta = _ref_ln_backward(_w, _c)
-    check_close(_dgamma, _ref_dgamma, f"layernorm_backward dgamma vs lib, dy of shape {_shape}", tol=1e-10)
-    check_close(_dbeta, _ref_dbeta, f"layernorm_backward dbeta vs lib, dy of shape {_shape}", tol=1e-10)
+def make_hidden():
+    rng = np.random.default_rng(41)
+    cases = []
+    for shape in [(5, 4), (2, 3, 4), (2, 2, 2, 4)]:
+        x = rng.normal(size=shape)
+        gamma, beta = rng.normal(size=shape[-1]), rng.normal(size=shape[-1])
+        w = rng.normal(size=shape)
+        # the cache of the reference forward pass (the arithmetic of lib.backprop.layernorm_forward)
+        mu = x.mean(axis=-1, keepdims=True)
+        rstd = 1.0 / np.sqrt(((x - mu) ** 2).mean(axis=-1, keepdims=True) + 1e-5)
+        cases.append({"x": x, "gamma": gamma, "beta": beta, "dy": w, "cache": ((x - mu) * rstd, rstd, gamma)})
+    return {"cases": cases}
+
+
+def run_hidden(cases):
+    results = []
+    for case in cases:
+        _, dgamma, dbeta = layernorm_backward(case["dy"], case["cache"])
+        results.append({"dgamma": dgamma, "dbeta": dbeta})
+    return {"results": results}
+
+
+def check_hidden(inputs, outputs):
+    from lib.backprop import layernorm_backward as ref_ln_backward
+    from lib.backprop import layernorm_forward as ref_ln_forward
+
+    for case, out in zip(inputs["cases"], outputs["results"]):
+        shape = case["x"].shape
+        _, c = ref_ln_forward(case["x"], case["gamma"], case["beta"])
+        _, ref_dgamma, ref_dbeta = ref_ln_backward(case["dy"], c)
+        check_close(out["dgamma"], ref_dgamma, f"layernorm_backward dgamma vs lib, dy of shape {shape}", tol=1e-10)
+        check_close(out["dbeta"], ref_dbeta, f"layernorm_backward dbeta vs lib, dy of shape {shape}", tol=1e-10)
+
+
+check_hidden(make_hidden(), run_hidden(**make_hidden()))
 ### END HIDDEN TESTS
