@@ -10,6 +10,7 @@ hostile corpus in ``test_autograder_robustness.py``.
 """
 from __future__ import annotations
 
+import ast
 import json
 import re
 import sys
@@ -49,6 +50,26 @@ def test_every_test_cell_ends_in_make_run_check(name):
     layout = _layout(name)
     plain = [gid for gid, source in layout.tests.items() if not split.is_split(source)]
     assert not plain, f"test cells without a check(make(), run(**make())) line: {plain}"
+
+
+def _imports(source: str) -> set[str]:
+    """Every module a cell imports, at any depth (inside functions too)."""
+    found = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module.split(".")[0])
+    return found
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_lib_stays_on_the_trusted_side(name):
+    """The student's kernel and process have no `lib`: only `check` functions may use it."""
+    layout = _layout(name)
+    assert not any("lib" in _imports(src) for src in layout.setup), "a setup cell imports lib"
+    uses = [gid for gid, src in layout.tests.items() if "lib" in _imports(split.student_half(src))]
+    assert not uses, f"make or run imports lib in {uses} (only check functions may)"
 
 
 @pytest.mark.parametrize("name", NAMES)
