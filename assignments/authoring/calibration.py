@@ -24,6 +24,10 @@
 # - Natural logarithms everywhere. Labels are integers in `[0, C)`.
 # - Run the test cell under each answer: the visible tests are a first check. The grader
 #   runs more tests (hidden), so passing the visible ones is necessary, not sufficient.
+# - Each test cell defines `make()` (the inputs), `run(...)` (the calls to your functions)
+#   and `check(inputs, outputs)` (the expected values and asserts), and ends with
+#   `check(make(), run(**make()))`. When a test fails, call `run(**make())` yourself to see
+#   what your code returned. Do not give your own functions those three names.
 # - Points: 17 in all.
 
 # %% [setup]
@@ -91,27 +95,52 @@ def label_scores(token_logp, mask, per_token=False):
     ### END SOLUTION
 
 # %% [test] id=test_label_scores points=2
-_t = np.array([[[-1.0, -2.0, -9.0], [-0.5, -7.0, -7.0]]])
-_m = np.array([[[True, True, False], [True, False, False]]])
-_got = np.asarray(label_scores(_t, _m))
-assert np.allclose(_got, [[-3.0, -0.5]]), (
-    f"label_scores(token_logp={_t.tolist()}, mask={_m.tolist()}): expected the sums of the real "
-    f"tokens [[-3.0, -0.5]], got {_got.tolist()}")
-_got = np.asarray(label_scores(_t, _m, per_token=True))
-assert np.allclose(_got, [[-1.5, -0.5]]), (
-    f"label_scores(..., per_token=True) on the same input: expected the means over each label's "
-    f"own tokens [[-1.5, -0.5]], got {_got.tolist()}")
+def make():
+    return {"token_logp": np.array([[[-1.0, -2.0, -9.0], [-0.5, -7.0, -7.0]]]),
+            "mask": np.array([[[True, True, False], [True, False, False]]])}
+
+
+def run(token_logp, mask):
+    return {"sums": label_scores(token_logp, mask), "means": label_scores(token_logp, mask, per_token=True)}
+
+
+def check(inputs, outputs):
+    t, m = inputs["token_logp"], inputs["mask"]
+    got = np.asarray(outputs["sums"])
+    assert np.allclose(got, [[-3.0, -0.5]]), (
+        f"label_scores(token_logp={t.tolist()}, mask={m.tolist()}): expected the sums of the real "
+        f"tokens [[-3.0, -0.5]], got {got.tolist()}")
+    got = np.asarray(outputs["means"])
+    assert np.allclose(got, [[-1.5, -0.5]]), (
+        f"label_scores(..., per_token=True) on the same input: expected the means over each label's "
+        f"own tokens [[-1.5, -0.5]], got {got.tolist()}")
+
+
+check(make(), run(**make()))
 ### BEGIN HIDDEN TESTS
-_s = np.asarray(label_scores(token_logp, mask))
-assert _s.shape == (N, C), f"label_scores on the setup's table: expected shape {(N, C)}, got {_s.shape}"
-_want = np.array([[token_logp[i, c, :N_TOKENS[c]].sum() for c in range(C)] for i in range(N)])
-assert np.allclose(_s, _want), (
-    f"label_scores on the setup's table (labels of 1, 2, 3 tokens, padding after): expected "
-    f"row 0 = {_want[0].round(4).tolist()}, got {_s[0].round(4).tolist()}")
-_pt = np.asarray(label_scores(token_logp, mask, per_token=True))
-assert np.allclose(_pt, _want / N_TOKENS), (
-    f"label_scores(..., per_token=True) on the setup's table: expected row 0 = "
-    f"{(_want[0] / N_TOKENS).round(4).tolist()} (sum / own token count), got {_pt[0].round(4).tolist()}")
+def make_hidden():
+    return {"token_logp": token_logp.copy(), "mask": mask.copy()}
+
+
+def run_hidden(token_logp, mask):
+    return {"sums": label_scores(token_logp, mask), "means": label_scores(token_logp, mask, per_token=True)}
+
+
+def check_hidden(inputs, outputs):
+    table = inputs["token_logp"]
+    s = np.asarray(outputs["sums"])
+    assert s.shape == (N, C), f"label_scores on the setup's table: expected shape {(N, C)}, got {s.shape}"
+    want = np.array([[table[i, c, :N_TOKENS[c]].sum() for c in range(C)] for i in range(N)])
+    assert np.allclose(s, want), (
+        f"label_scores on the setup's table (labels of 1, 2, 3 tokens, padding after): expected "
+        f"row 0 = {want[0].round(4).tolist()}, got {s[0].round(4).tolist()}")
+    pt = np.asarray(outputs["means"])
+    assert np.allclose(pt, want / N_TOKENS), (
+        f"label_scores(..., per_token=True) on the setup's table: expected row 0 = "
+        f"{(want[0] / N_TOKENS).round(4).tolist()} (sum / own token count), got {pt[0].round(4).tolist()}")
+
+
+check_hidden(make_hidden(), run_hidden(**make_hidden()))
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -129,32 +158,59 @@ def label_log_probs(scores):
     ### END SOLUTION
 
 # %% [test] id=test_normalize points=2
-_lp = np.asarray(label_log_probs(np.array([[0.0, 0.0], [np.log(3.0), 0.0]])))
-assert _lp.shape == (2, 2) and np.allclose(_lp, np.log([[0.5, 0.5], [0.75, 0.25]])), (
-    f"label_log_probs([[0, 0], [log 3, 0]]): expected log([[0.5, 0.5], [0.75, 0.25]]), got {_lp.tolist()}")
-assert abs(float(_lp[1, 0]) - np.log(0.75)) < 1e-12, (
-    f"label_log_probs([[log 3, 0]])[0]: expected log 0.75 to 1e-12, got {float(_lp[1, 0])!r}")
+def make():
+    return {"scores": np.array([[0.0, 0.0], [np.log(3.0), 0.0]])}
+
+
+def run(scores):
+    return {"lp": label_log_probs(scores)}
+
+
+def check(inputs, outputs):
+    lp = np.asarray(outputs["lp"])
+    assert lp.shape == (2, 2) and np.allclose(lp, np.log([[0.5, 0.5], [0.75, 0.25]])), (
+        f"label_log_probs([[0, 0], [log 3, 0]]): expected log([[0.5, 0.5], [0.75, 0.25]]), got {lp.tolist()}")
+    assert abs(float(lp[1, 0]) - np.log(0.75)) < 1e-12, (
+        f"label_log_probs([[log 3, 0]])[0]: expected log 0.75 to 1e-12, got {float(lp[1, 0])!r}")
+
+
+check(make(), run(**make()))
 ### BEGIN HIDDEN TESTS
-from lib.numerics import log_softmax as _ref_log_softmax
-_got = np.asarray(label_log_probs(np.array([[-1000.0, -1001.0, -1003.0]])))
-_want = _ref_log_softmax(np.array([[-1000.0, -1001.0, -1003.0]]))
-assert np.allclose(_got, _want), (
-    f"label_log_probs([[-1000, -1001, -1003]]) (exp underflows): expected {_want.round(6).tolist()}, "
-    f"got {_got.tolist()}")
-_got = np.asarray(label_log_probs(np.array([[800.0, 799.0]])))
-_want = _ref_log_softmax(np.array([[800.0, 799.0]]))
-assert np.allclose(_got, _want), (
-    f"label_log_probs([[800, 799]]) (exp overflows): expected {_want.round(6).tolist()}, got {_got.tolist()}")
-_x = np.random.default_rng(5).normal(scale=30.0, size=(20, 4))
-_got = np.asarray(label_log_probs(_x))
-assert np.allclose(_got, _ref_log_softmax(_x)), (
-    f"label_log_probs on 20 rows of N(0, 30^2) scores (seed 5): expected row 0 = "
-    f"{_ref_log_softmax(_x)[0].round(4).tolist()}, got {_got[0].round(4).tolist()}")
-_far_scores = np.array([[-1000.0, -1001.0, -1003.0]])
-_far = label_log_probs(_far_scores)
-assert _far.shape == (1, 3) and np.max(np.abs(_far - _ref_log_softmax(_far_scores))) < 1e-12, (
-    f"label_log_probs([[-1000, -1001, -1003]]): expected {_ref_log_softmax(_far_scores).tolist()} "
-    f"to 1e-12, got {np.asarray(_far).tolist()}")
+def make_hidden():
+    return {"underflow": np.array([[-1000.0, -1001.0, -1003.0]]), "overflow": np.array([[800.0, 799.0]]),
+            "normals": np.random.default_rng(5).normal(scale=30.0, size=(20, 4)),
+            "far": np.array([[-1000.0, -1001.0, -1003.0]])}
+
+
+def run_hidden(underflow, overflow, normals, far):
+    return {"underflow": label_log_probs(underflow), "overflow": label_log_probs(overflow),
+            "normals": label_log_probs(normals), "far": label_log_probs(far)}
+
+
+def check_hidden(inputs, outputs):
+    from lib.numerics import log_softmax as ref_log_softmax
+
+    got = np.asarray(outputs["underflow"])
+    want = ref_log_softmax(inputs["underflow"])
+    assert np.allclose(got, want), (
+        f"label_log_probs([[-1000, -1001, -1003]]) (exp underflows): expected {want.round(6).tolist()}, "
+        f"got {got.tolist()}")
+    got = np.asarray(outputs["overflow"])
+    want = ref_log_softmax(inputs["overflow"])
+    assert np.allclose(got, want), (
+        f"label_log_probs([[800, 799]]) (exp overflows): expected {want.round(6).tolist()}, got {got.tolist()}")
+    got = np.asarray(outputs["normals"])
+    want = ref_log_softmax(inputs["normals"])
+    assert np.allclose(got, want), (
+        f"label_log_probs on 20 rows of N(0, 30^2) scores (seed 5): expected row 0 = "
+        f"{want[0].round(4).tolist()}, got {got[0].round(4).tolist()}")
+    far, want = outputs["far"], ref_log_softmax(inputs["far"])
+    assert far.shape == (1, 3) and np.max(np.abs(far - want)) < 1e-12, (
+        f"label_log_probs([[-1000, -1001, -1003]]): expected {want.tolist()} "
+        f"to 1e-12, got {np.asarray(far).tolist()}")
+
+
+check_hidden(make_hidden(), run_hidden(**make_hidden()))
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -183,41 +239,65 @@ def ece(probs, labels, n_bins=10):
     ### END SOLUTION
 
 # %% [test] id=test_ece points=2
-_p = np.array([[0.9, 0.1], [0.9, 0.1], [0.6, 0.4], [0.6, 0.4]])
-_got = ece(_p, np.array([0, 0, 0, 1]))
-assert abs(_got - 0.1) < 1e-12, (
-    f"ece(probs={_p.tolist()}, labels=[0, 0, 0, 1]): bins 0.9 (2 right, gap 0.1) and 0.6 "
-    f"(1 of 2 right, gap 0.1), so expected 0.5*0.1 + 0.5*0.1 = 0.1, got {_got}")
+def make():
+    return {"probs": np.array([[0.9, 0.1], [0.9, 0.1], [0.6, 0.4], [0.6, 0.4]]), "labels": np.array([0, 0, 0, 1])}
+
+
+def run(probs, labels):
+    return {"ece": ece(probs, labels)}
+
+
+def check(inputs, outputs):
+    got = outputs["ece"]
+    assert abs(got - 0.1) < 1e-12, (
+        f"ece(probs={inputs['probs'].tolist()}, labels=[0, 0, 0, 1]): bins 0.9 (2 right, gap 0.1) and 0.6 "
+        f"(1 of 2 right, gap 0.1), so expected 0.5*0.1 + 0.5*0.1 = 0.1, got {got}")
+
+
+check(make(), run(**make()))
 ### BEGIN HIDDEN TESTS
-from lib.calibration import expected_calibration_error as _ref_ece
-# 9 rows at confidence 0.55, all right; 1 row at 0.95, wrong
-_p2 = np.array([[0.55, 0.45]] * 9 + [[0.95, 0.05]])
-_y2 = np.array([0] * 9 + [1])
-_got2 = ece(_p2, _y2)
-assert abs(_got2 - (0.9 * 0.45 + 0.1 * 0.95)) < 1e-12, (
-    f"ece with 9 rows at confidence 0.55 (all right) and 1 at 0.95 (wrong): bins weighted by size "
-    f"give 0.9*0.45 + 0.1*0.95 = 0.5, got {_got2}")
-# the confidence is the max probability, whatever the label
-_p3 = np.array([[0.2, 0.8], [0.3, 0.7]])
-_got3 = ece(_p3, np.array([0, 0]))
-assert abs(_got3 - 0.75) < 1e-12, (
-    f"ece(probs={_p3.tolist()}, labels=[0, 0]): the confidence is max p (0.8, 0.7), both wrong, "
-    f"so expected 0.75, got {_got3}")
-_rng = np.random.default_rng(6)
-_z = _rng.normal(scale=2.0, size=(500, 4))
-_pr = np.exp(_z - _z.max(1, keepdims=True))
-_pr /= _pr.sum(1, keepdims=True)
-_yy = _rng.integers(0, 4, size=500)
-for _nb in (1, 5, 10, 15):
-    _got, _want = ece(_pr, _yy, _nb), _ref_ece(_pr, _yy, _nb)
-    assert abs(_got - _want) < 1e-12, (
-        f"ece on 500 random rows of 4 classes (seed 6), n_bins={_nb}: expected {_want}, got {_got}")
-# a confidence exactly on a bin edge: 0.5 belongs to (0, 0.5], not to (0.5, 1]
-_p4 = np.array([[0.5, 0.3, 0.2], [0.75, 0.25, 0.0]])
-_got4 = ece(_p4, np.array([0, 1]), 2)
-assert abs(_got4 - 0.625) < 1e-12, (
-    f"ece with confidences 0.5 (right) and 0.75 (wrong), n_bins=2: bins are (b/n, (b+1)/n], "
-    f"so 0.5 is alone in the first bin and ECE = 0.5*0.5 + 0.5*0.75 = 0.625; got {_got4}")
+def make_hidden():
+    rng = np.random.default_rng(6)
+    z = rng.normal(scale=2.0, size=(500, 4))
+    probs = np.exp(z - z.max(1, keepdims=True))
+    probs /= probs.sum(1, keepdims=True)
+    # 9 rows at confidence 0.55, all right; 1 row at 0.95, wrong
+    return {"weighted": (np.array([[0.55, 0.45]] * 9 + [[0.95, 0.05]]), np.array([0] * 9 + [1])),
+            "max_prob": (np.array([[0.2, 0.8], [0.3, 0.7]]), np.array([0, 0])),
+            "noisy": (probs, rng.integers(0, 4, size=500)), "n_bins": [1, 5, 10, 15],
+            "edge": (np.array([[0.5, 0.3, 0.2], [0.75, 0.25, 0.0]]), np.array([0, 1]))}
+
+
+def run_hidden(weighted, max_prob, noisy, n_bins, edge):
+    return {"weighted": ece(*weighted), "max_prob": ece(*max_prob),
+            "noisy": [ece(noisy[0], noisy[1], nb) for nb in n_bins], "edge": ece(edge[0], edge[1], 2)}
+
+
+def check_hidden(inputs, outputs):
+    from lib.calibration import expected_calibration_error as ref_ece
+
+    got2 = outputs["weighted"]
+    assert abs(got2 - (0.9 * 0.45 + 0.1 * 0.95)) < 1e-12, (
+        f"ece with 9 rows at confidence 0.55 (all right) and 1 at 0.95 (wrong): bins weighted by size "
+        f"give 0.9*0.45 + 0.1*0.95 = 0.5, got {got2}")
+    # the confidence is the max probability, whatever the label
+    got3 = outputs["max_prob"]
+    assert abs(got3 - 0.75) < 1e-12, (
+        f"ece(probs={inputs['max_prob'][0].tolist()}, labels=[0, 0]): the confidence is max p (0.8, 0.7), "
+        f"both wrong, so expected 0.75, got {got3}")
+    pr, yy = inputs["noisy"]
+    for nb, got in zip(inputs["n_bins"], outputs["noisy"]):
+        want = ref_ece(pr, yy, nb)
+        assert abs(got - want) < 1e-12, (
+            f"ece on 500 random rows of 4 classes (seed 6), n_bins={nb}: expected {want}, got {got}")
+    # a confidence exactly on a bin edge: 0.5 belongs to (0, 0.5], not to (0.5, 1]
+    got4 = outputs["edge"]
+    assert abs(got4 - 0.625) < 1e-12, (
+        f"ece with confidences 0.5 (right) and 0.75 (wrong), n_bins=2: bins are (b/n, (b+1)/n], "
+        f"so 0.5 is alone in the first bin and ECE = 0.5*0.5 + 0.5*0.75 = 0.625; got {got4}")
+
+
+check_hidden(make_hidden(), run_hidden(**make_hidden()))
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -249,25 +329,53 @@ def fit_temperature(logits, labels):
     ### END SOLUTION
 
 # %% [test] id=test_fit_temperature points=2
-_z = np.array([[2.0, 0.0], [0.0, 2.0], [2.0, 0.0], [0.0, 2.0]])
-_t = fit_temperature(_z, np.array([0, 1, 1, 0]))
-assert _t > 0, f"fit_temperature(logits={_z.tolist()}, labels=[0, 1, 1, 0]): expected T > 0, got {_t}"
+def make():
+    return {"logits": np.array([[2.0, 0.0], [0.0, 2.0], [2.0, 0.0], [0.0, 2.0]]), "labels": np.array([0, 1, 1, 0])}
+
+
+def run(logits, labels):
+    return {"T": fit_temperature(logits, labels)}
+
+
+def check(inputs, outputs):
+    t = outputs["T"]
+    assert t > 0, f"fit_temperature(logits={inputs['logits'].tolist()}, labels=[0, 1, 1, 0]): expected T > 0, got {t}"
+
+
+check(make(), run(**make()))
 ### BEGIN HIDDEN TESTS
-from lib.calibration import fit_temperature as _ref_fit, nll as _ref_nll
-# half right, half wrong with equal margins: the best distribution is uniform, T -> large
-assert _t > 50, (
-    f"fit_temperature(logits={_z.tolist()}, labels=[0, 1, 1, 0]): half right, half wrong with "
-    f"equal margins, so the NLL falls as T grows; expected T > 50 (the search goes to 100), got {_t}")
-_rng = np.random.default_rng(7)
-for _scale in (0.3, 1.0, 4.0):
-    _lg = _scale * _rng.normal(size=(400, 3)) + 2.0 * np.eye(3)[_rng.integers(0, 3, size=400)]
-    _yy = np.where(_rng.random(400) < 0.7, _lg.argmax(1), _rng.integers(0, 3, size=400))
-    _got, _ref = fit_temperature(_lg, _yy), _ref_fit(_lg, _yy)
-    assert abs(_got - _ref) < 1e-3 * _ref, (
-        f"fit_temperature on 400 noisy 3-class logits of scale {_scale} (seed 7): expected "
-        f"T = {_ref:.6f}, got {_got}")
-    assert _ref_nll(_lg, _yy, _got) <= _ref_nll(_lg, _yy, _got * 1.01), (
-        f"fit_temperature (scale {_scale}): the NLL at 1.01 T is below the NLL at T = {_got}")
+def make_hidden():
+    rng = np.random.default_rng(7)
+    noisy = []
+    for scale in (0.3, 1.0, 4.0):
+        logits = scale * rng.normal(size=(400, 3)) + 2.0 * np.eye(3)[rng.integers(0, 3, size=400)]
+        noisy.append((logits, np.where(rng.random(400) < 0.7, logits.argmax(1), rng.integers(0, 3, size=400))))
+    return {"even": (np.array([[2.0, 0.0], [0.0, 2.0], [2.0, 0.0], [0.0, 2.0]]), np.array([0, 1, 1, 0])),
+            "scales": [0.3, 1.0, 4.0], "noisy": noisy}
+
+
+def run_hidden(even, scales, noisy):
+    return {"even": fit_temperature(*even), "noisy": [fit_temperature(logits, labels) for logits, labels in noisy]}
+
+
+def check_hidden(inputs, outputs):
+    from lib.calibration import fit_temperature as ref_fit, nll as ref_nll
+
+    # half right, half wrong with equal margins: the best distribution is uniform, T -> large
+    t = outputs["even"]
+    assert t > 50, (
+        f"fit_temperature(logits={inputs['even'][0].tolist()}, labels=[0, 1, 1, 0]): half right, half wrong with "
+        f"equal margins, so the NLL falls as T grows; expected T > 50 (the search goes to 100), got {t}")
+    for scale, (lg, yy), got in zip(inputs["scales"], inputs["noisy"], outputs["noisy"]):
+        ref = ref_fit(lg, yy)
+        assert abs(got - ref) < 1e-3 * ref, (
+            f"fit_temperature on 400 noisy 3-class logits of scale {scale} (seed 7): expected "
+            f"T = {ref:.6f}, got {got}")
+        assert ref_nll(lg, yy, got) <= ref_nll(lg, yy, got * 1.01), (
+            f"fit_temperature (scale {scale}): the NLL at 1.01 T is below the NLL at T = {got}")
+
+
+check_hidden(make_hidden(), run_hidden(**make_hidden()))
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -289,42 +397,101 @@ def calibrate(logits, labels, cal_idx, test_idx):
     ### END SOLUTION
 
 # %% [test] id=test_calibrate points=2
-_z = np.array([[3.0, 0.0, 0.0], [0.0, 3.0, 0.0], [0.0, 0.0, 3.0], [3.0, 0.0, 0.0]] * 5)
-_y = np.array([0, 1, 2, 1] * 5)
-_T, _probs = calibrate(_z, _y, np.arange(0, 12), np.arange(12, 20))
-_probs = np.asarray(_probs)
-assert _T > 0 and _probs.shape == (8, 3) and np.allclose(_probs.sum(1), 1.0), (
-    f"calibrate on 20 rows, cal 0..11, test 12..19: expected T > 0 and probs of shape (8, 3) "
-    f"with rows summing to 1, got T = {_T}, shape {_probs.shape}")
-assert np.array_equal(_probs.argmax(1), _z[12:].argmax(1)), (
-    f"calibrate: dividing by T > 0 keeps every argmax; expected {_z[12:].argmax(1).tolist()}, "
-    f"got {_probs.argmax(1).tolist()}")
+def make():
+    return {"logits": np.array([[3.0, 0.0, 0.0], [0.0, 3.0, 0.0], [0.0, 0.0, 3.0], [3.0, 0.0, 0.0]] * 5),
+            "labels": np.array([0, 1, 2, 1] * 5), "cal_idx": np.arange(0, 12), "test_idx": np.arange(12, 20)}
+
+
+def run(logits, labels, cal_idx, test_idx):
+    T, probs = calibrate(logits, labels, cal_idx, test_idx)
+    return {"T": T, "probs": probs}
+
+
+def check(inputs, outputs):
+    T, probs, z = outputs["T"], np.asarray(outputs["probs"]), inputs["logits"]
+    assert T > 0 and probs.shape == (8, 3) and np.allclose(probs.sum(1), 1.0), (
+        f"calibrate on 20 rows, cal 0..11, test 12..19: expected T > 0 and probs of shape (8, 3) "
+        f"with rows summing to 1, got T = {T}, shape {probs.shape}")
+    assert np.array_equal(probs.argmax(1), z[12:].argmax(1)), (
+        f"calibrate: dividing by T > 0 keeps every argmax; expected {z[12:].argmax(1).tolist()}, "
+        f"got {probs.argmax(1).tolist()}")
+
+
+check(make(), run(**make()))
 ### BEGIN HIDDEN TESTS
-from lib.calibration import fit_temperature as _ref_fit, expected_calibration_error as _ref_ece
-from lib.numerics import softmax as _ref_softmax, log_softmax as _ref_log_softmax
-_student_fit = fit_temperature
-fit_temperature = lambda lg, yy: _ref_fit(lg, yy, t_min=0.01, t_max=100.0)   # isolate part 5
-try:
-    _logits = _ref_log_softmax(np.array([[token_logp[i, c, :N_TOKENS[c]].mean() for c in range(C)]
-                                         for i in range(N)]))
-    _T, _probs = calibrate(_logits, labels, cal_idx, test_idx)
-    _T_ref = _ref_fit(_logits[cal_idx], labels[cal_idx])
-    assert abs(_T - _T_ref) < 1e-6 * _T_ref, (
-        f"calibrate on the setup's table: T fitted on cal_idx only should be {_T_ref:.6f}, got {_T}")
-    _p_test = np.asarray(_probs)
-    assert np.allclose(_p_test, _ref_softmax(_logits[test_idx] / _T_ref), atol=1e-6), (
+def make_hidden():
+    scores = np.array([[token_logp[i, c, :N_TOKENS[c]].mean() for c in range(C)] for i in range(N)])  # [N, C]
+    top = scores.max(axis=1, keepdims=True)
+    logits = scores - top - np.log(np.sum(np.exp(scores - top), axis=1, keepdims=True))      # log-softmax
+    return {"logits": logits, "labels": labels.copy(), "cal_idx": cal_idx.copy(), "test_idx": test_idx.copy()}
+
+
+def run_hidden(logits, labels, cal_idx, test_idx):
+    def reference_fit(lg, yy):
+        """Part 4's answer (bisection in log(1/T) on the NLL's slope, T in [0.01, 100])."""
+        lg, yy = np.asarray(lg, dtype=np.float64), np.asarray(yy)
+        if lg.ndim != 2 or yy.shape != (lg.shape[0],) or not np.issubdtype(yy.dtype, np.integer):
+            raise ValueError(f"fit_temperature(logits, labels) needs logits [N, C] and integer labels [N], "
+                             f"got shapes {lg.shape} and {yy.shape} (dtype {yy.dtype})")
+        if len(yy) and (yy.min() < 0 or yy.max() >= lg.shape[1]):
+            raise ValueError(f"fit_temperature: labels must lie in [0, {lg.shape[1]})")
+
+        def slope(beta):
+            z = beta * lg
+            p = np.exp(z - z.max(axis=1, keepdims=True))
+            p /= p.sum(axis=1, keepdims=True)
+            return float(np.mean(np.sum(p * lg, axis=1) - lg[np.arange(len(yy)), yy]))
+
+        lo, hi = np.log(1.0 / 100.0), np.log(1.0 / 0.01)
+        if slope(np.exp(lo)) >= 0:
+            return 100.0
+        if slope(np.exp(hi)) <= 0:
+            return 0.01
+        for _ in range(100):
+            mid = 0.5 * (lo + hi)
+            if slope(np.exp(mid)) < 0:
+                lo = mid
+            else:
+                hi = mid
+        return float(np.exp(-0.5 * (lo + hi)))
+
+    # isolate part 5: the student's calibrate calls the reference fit_temperature (bound in
+    # the namespace the answer cells run in); the student's own is put back afterwards
+    answers, student_fit = calibrate.__globals__, fit_temperature
+    answers["fit_temperature"] = reference_fit
+    try:
+        T, probs = calibrate(logits, labels, cal_idx, test_idx)
+        T2, _ = calibrate(logits, labels, cal_idx[:200], test_idx[:20])
+    finally:
+        answers["fit_temperature"] = student_fit
+    return {"T": T, "probs": probs, "T2": T2}
+
+
+def check_hidden(inputs, outputs):
+    from lib.calibration import fit_temperature as ref_fit, expected_calibration_error as ref_ece
+    from lib.numerics import softmax as ref_softmax
+
+    logits, labels, cal_idx, test_idx = (inputs[k] for k in ("logits", "labels", "cal_idx", "test_idx"))
+    T = outputs["T"]
+    T_ref = ref_fit(logits[cal_idx], labels[cal_idx])
+    assert abs(T - T_ref) < 1e-6 * T_ref, (
+        f"calibrate on the setup's table: T fitted on cal_idx only should be {T_ref:.6f}, got {T}")
+    p_test = np.asarray(outputs["probs"])
+    want = ref_softmax(logits[test_idx] / T_ref)
+    assert np.allclose(p_test, want, atol=1e-6), (
         f"calibrate: probs_test should be softmax(logits[test_idx] / T); row 0 expected "
-        f"{_ref_softmax(_logits[test_idx] / _T_ref)[0].round(6).tolist()}, got {_p_test[0].round(6).tolist()}")
-    _before = _ref_ece(_ref_softmax(_logits[test_idx]), labels[test_idx])
-    _after = _ref_ece(_p_test, labels[test_idx])
-    assert _after < 0.7 * _before, (
-        f"calibrate: the test ECE should fall below 0.7 x {_before:.4f}, got {_after:.4f}")
-    _T2, _ = calibrate(_logits, labels, cal_idx[:200], test_idx[:20])
-    _T2_ref = _ref_fit(_logits[cal_idx[:200]], labels[cal_idx[:200]])
-    assert abs(_T2 - _T2_ref) < 1e-6 * _T2, (
-        f"calibrate with the first 200 calibration rows: expected T = {_T2_ref:.6f}, got {_T2}")
-finally:
-    fit_temperature = _student_fit
+        f"{want[0].round(6).tolist()}, got {p_test[0].round(6).tolist()}")
+    before = ref_ece(ref_softmax(logits[test_idx]), labels[test_idx])
+    after = ref_ece(p_test, labels[test_idx])
+    assert after < 0.7 * before, (
+        f"calibrate: the test ECE should fall below 0.7 x {before:.4f}, got {after:.4f}")
+    T2 = outputs["T2"]
+    T2_ref = ref_fit(logits[cal_idx[:200]], labels[cal_idx[:200]])
+    assert abs(T2 - T2_ref) < 1e-6 * T2, (
+        f"calibrate with the first 200 calibration rows: expected T = {T2_ref:.6f}, got {T2}")
+
+
+check_hidden(make_hidden(), run_hidden(**make_hidden()))
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -349,34 +516,58 @@ def binary_log_odds(logits, yes_id, no_id):
     ### END SOLUTION
 
 # %% [test] id=test_binary_log_odds points=2
-_z = np.array([[2.0, 0.0, 1.0], [0.0, 3.0, 0.5]])
-_s = np.asarray(binary_log_odds(_z, 0, 2))
-assert _s.shape == (2,), f"binary_log_odds of logits [2, 3]: expected shape (2,), got {_s.shape}"
-assert np.allclose(_s, [1.0, -0.5]), (
-    f"binary_log_odds(logits={_z.tolist()}, yes_id=0, no_id=2): expected "
-    f"log p(yes) - log p(no) = [1.0, -0.5], got {_s.tolist()}")
+def make():
+    return {"logits": np.array([[2.0, 0.0, 1.0], [0.0, 3.0, 0.5]])}
+
+
+def run(logits):
+    return {"s": binary_log_odds(logits, 0, 2)}
+
+
+def check(inputs, outputs):
+    s = np.asarray(outputs["s"])
+    assert s.shape == (2,), f"binary_log_odds of logits [2, 3]: expected shape (2,), got {s.shape}"
+    assert np.allclose(s, [1.0, -0.5]), (
+        f"binary_log_odds(logits={inputs['logits'].tolist()}, yes_id=0, no_id=2): expected "
+        f"log p(yes) - log p(no) = [1.0, -0.5], got {s.tolist()}")
+
+
+check(make(), run(**make()))
 ### BEGIN HIDDEN TESTS
-from lib.numerics import log_softmax as _ref_log_softmax
-_lg, _ = make_yes_no(50, 0.5, seed=12)
-_lp = _ref_log_softmax(_lg, axis=1)                                    # [50, VOCAB]
-_want = _lp[:, YES_ID] - _lp[:, NO_ID]
-_got = np.asarray(binary_log_odds(_lg, YES_ID, NO_ID))
-assert _got.shape == (50,) and np.allclose(_got, _want, atol=1e-9), (
-    f"binary_log_odds on 50 rows of make_yes_no(seed=12): expected log_softmax[yes] - "
-    f"log_softmax[no] (first 3: {_want[:3].round(6).tolist()}), got shape {_got.shape}, "
-    f"first 3: {_got[:3].round(6).tolist()}")
-_two_way = np.exp(_lp[:, YES_ID]) / (np.exp(_lp[:, YES_ID]) + np.exp(_lp[:, NO_ID]))
-assert np.allclose(0.5 * (1 + np.tanh(0.5 * _got)), _two_way, atol=1e-9), (
-    "sigmoid(binary_log_odds) must equal p(yes) / (p(yes) + p(no)) on make_yes_no(seed=12)")
-_back = np.asarray(binary_log_odds(_lg, NO_ID, YES_ID))
-assert np.allclose(_back, -_want, atol=1e-9), (
-    f"swapping yes_id and no_id must negate the log-odds: expected first 3 "
-    f"{(-_want[:3]).round(6).tolist()}, got {_back[:3].round(6).tolist()}")
-_big = np.array([[1e4, 0.0, 9990.0], [-1e4, -9995.0, 0.0]])
-_got_big = np.asarray(binary_log_odds(_big, 0, 2))
-assert np.allclose(_got_big, [10.0, -1e4]), (
-    f"binary_log_odds(logits={_big.tolist()}, yes_id=0, no_id=2): expected [10, -10000] "
-    f"(never exponentiate the logits), got {_got_big.tolist()}")
+def make_hidden():
+    logits, _ = make_yes_no(50, 0.5, seed=12)
+    return {"logits": logits, "big": np.array([[1e4, 0.0, 9990.0], [-1e4, -9995.0, 0.0]])}
+
+
+def run_hidden(logits, big):
+    return {"s": binary_log_odds(logits, YES_ID, NO_ID), "back": binary_log_odds(logits, NO_ID, YES_ID),
+            "big": binary_log_odds(big, 0, 2)}
+
+
+def check_hidden(inputs, outputs):
+    from lib.numerics import log_softmax as ref_log_softmax
+
+    lp = ref_log_softmax(inputs["logits"], axis=1)                     # [50, VOCAB]
+    want = lp[:, YES_ID] - lp[:, NO_ID]
+    got = np.asarray(outputs["s"])
+    assert got.shape == (50,) and np.allclose(got, want, atol=1e-9), (
+        f"binary_log_odds on 50 rows of make_yes_no(seed=12): expected log_softmax[yes] - "
+        f"log_softmax[no] (first 3: {want[:3].round(6).tolist()}), got shape {got.shape}, "
+        f"first 3: {got[:3].round(6).tolist()}")
+    two_way = np.exp(lp[:, YES_ID]) / (np.exp(lp[:, YES_ID]) + np.exp(lp[:, NO_ID]))
+    assert np.allclose(0.5 * (1 + np.tanh(0.5 * got)), two_way, atol=1e-9), (
+        "sigmoid(binary_log_odds) must equal p(yes) / (p(yes) + p(no)) on make_yes_no(seed=12)")
+    back = np.asarray(outputs["back"])
+    assert np.allclose(back, -want, atol=1e-9), (
+        f"swapping yes_id and no_id must negate the log-odds: expected first 3 "
+        f"{(-want[:3]).round(6).tolist()}, got {back[:3].round(6).tolist()}")
+    got_big = np.asarray(outputs["big"])
+    assert np.allclose(got_big, [10.0, -1e4]), (
+        f"binary_log_odds(logits={inputs['big'].tolist()}, yes_id=0, no_id=2): expected [10, -10000] "
+        f"(never exponentiate the logits), got {got_big.tolist()}")
+
+
+check_hidden(make_hidden(), run_hidden(**make_hidden()))
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -427,42 +618,66 @@ def fit_platt(scores, labels):
     ### END SOLUTION
 
 # %% [test] id=test_fit_platt points=2
-# at s = -1 one label in four is 1, at s = +1 three in four: sigma(-a + b) = 1/4, sigma(a + b) = 3/4
-_s = np.array([-1.0] * 4 + [1.0] * 4)
-_y = np.array([1, 0, 0, 0, 1, 1, 1, 0])
-_a, _b = fit_platt(_s, _y)
-assert abs(float(_a) - np.log(3.0)) < 1e-6 and abs(float(_b)) < 1e-6, (
-    f"fit_platt(scores={_s.tolist()}, labels={_y.tolist()}): expected (a, b) = (log 3, 0) "
-    f"= ({np.log(3.0):.6f}, 0), got ({float(_a):.6f}, {float(_b):.6f})")
+def make():
+    # at s = -1 one label in four is 1, at s = +1 three in four: sigma(-a + b) = 1/4, sigma(a + b) = 3/4
+    return {"scores": np.array([-1.0] * 4 + [1.0] * 4), "labels": np.array([1, 0, 0, 0, 1, 1, 1, 0])}
+
+
+def run(scores, labels):
+    a, b = fit_platt(scores, labels)
+    return {"a": a, "b": b}
+
+
+def check(inputs, outputs):
+    a, b = outputs["a"], outputs["b"]
+    assert abs(float(a) - np.log(3.0)) < 1e-6 and abs(float(b)) < 1e-6, (
+        f"fit_platt(scores={inputs['scores'].tolist()}, labels={inputs['labels'].tolist()}): expected (a, b) = (log 3, 0) "
+        f"= ({np.log(3.0):.6f}, 0), got ({float(a):.6f}, {float(b):.6f})")
+
+
+check(make(), run(**make()))
 ### BEGIN HIDDEN TESTS
-from lib.calibration import fit_platt as _ref_platt
-# at s = 0 one label in five is 1, at s = 1 three in five: b = logit(0.2), a = logit(0.6) - b
-_s2 = np.array([0.0] * 5 + [1.0] * 5)
-_y2 = np.array([1, 0, 0, 0, 0, 1, 1, 1, 0, 0])
-_a2, _b2 = fit_platt(_s2, _y2)
-assert abs(float(_a2) - np.log(6.0)) < 1e-6 and abs(float(_b2) - np.log(0.25)) < 1e-6, (
-    f"fit_platt(scores={_s2.tolist()}, labels={_y2.tolist()}): expected (a, b) = "
-    f"(log 6, log 0.25) = ({np.log(6.0):.6f}, {np.log(0.25):.6f}), "
-    f"got ({float(_a2):.6f}, {float(_b2):.6f})")
-_lg, _ans = make_yes_no(2000, 0.3, seed=11)
-_sc = _lg[:, YES_ID] - _lg[:, NO_ID]
-_got, _ref = fit_platt(_sc, _ans), _ref_platt(_sc, _ans)
-assert abs(float(_got[0]) - _ref[0]) < 1e-6 and abs(float(_got[1]) - _ref[1]) < 1e-6, (
-    f"fit_platt on the log-odds of make_yes_no(2000, 0.3, seed=11): expected (a, b) = "
-    f"({_ref[0]:.6f}, {_ref[1]:.6f}), got ({float(_got[0]):.6f}, {float(_got[1]):.6f})")
-# over-confident scores (std about 12): the optimum is equivariant, so the oracle fits the
-# scores divided by their std (a well-scaled problem) and divides its slope back
-_lg3, _ans3 = make_yes_no(2000, 0.3, seed=14)
-_sc3 = 3.0 * (_lg3[:, YES_ID] - _lg3[:, NO_ID])
-_sd3 = float(_sc3.std())
-_ref3 = _ref_platt(_sc3 / _sd3, _ans3)
-_ref3 = (_ref3[0] / _sd3, _ref3[1])
-_got3 = fit_platt(_sc3, _ans3)
-assert abs(float(_got3[0]) - _ref3[0]) < 1e-6 and abs(float(_got3[1]) - _ref3[1]) < 1e-6, (
-    f"fit_platt on 3 x the log-odds of make_yes_no(2000, 0.3, seed=14) (scores up to "
-    f"{np.abs(_sc3).max():.0f} in absolute value): expected (a, b) = ({_ref3[0]:.6f}, "
-    f"{_ref3[1]:.6f}), got ({float(_got3[0]):.6g}, {float(_got3[1]):.6g}); an undamped "
-    f"Newton step from (1, 0) diverges here, halve the step while L rises")
+def make_hidden():
+    lg, answers = make_yes_no(2000, 0.3, seed=11)
+    lg3, answers3 = make_yes_no(2000, 0.3, seed=14)
+    # at s = 0 one label in five is 1, at s = 1 three in five: b = logit(0.2), a = logit(0.6) - b
+    return {"exact": (np.array([0.0] * 5 + [1.0] * 5), np.array([1, 0, 0, 0, 0, 1, 1, 1, 0, 0])),
+            "yes_no": (lg[:, YES_ID] - lg[:, NO_ID], answers),
+            "confident": (3.0 * (lg3[:, YES_ID] - lg3[:, NO_ID]), answers3)}
+
+
+def run_hidden(exact, yes_no, confident):
+    return {"exact": fit_platt(*exact), "yes_no": fit_platt(*yes_no), "confident": fit_platt(*confident)}
+
+
+def check_hidden(inputs, outputs):
+    from lib.calibration import fit_platt as ref_platt
+
+    s2, y2 = inputs["exact"]
+    a2, b2 = outputs["exact"]
+    assert abs(float(a2) - np.log(6.0)) < 1e-6 and abs(float(b2) - np.log(0.25)) < 1e-6, (
+        f"fit_platt(scores={s2.tolist()}, labels={y2.tolist()}): expected (a, b) = "
+        f"(log 6, log 0.25) = ({np.log(6.0):.6f}, {np.log(0.25):.6f}), "
+        f"got ({float(a2):.6f}, {float(b2):.6f})")
+    got, ref = outputs["yes_no"], ref_platt(*inputs["yes_no"])
+    assert abs(float(got[0]) - ref[0]) < 1e-6 and abs(float(got[1]) - ref[1]) < 1e-6, (
+        f"fit_platt on the log-odds of make_yes_no(2000, 0.3, seed=11): expected (a, b) = "
+        f"({ref[0]:.6f}, {ref[1]:.6f}), got ({float(got[0]):.6f}, {float(got[1]):.6f})")
+    # over-confident scores (std about 12): the optimum is equivariant, so the oracle fits the
+    # scores divided by their std (a well-scaled problem) and divides its slope back
+    sc3, ans3 = inputs["confident"]
+    sd3 = float(sc3.std())
+    ref3 = ref_platt(sc3 / sd3, ans3)
+    ref3 = (ref3[0] / sd3, ref3[1])
+    got3 = outputs["confident"]
+    assert abs(float(got3[0]) - ref3[0]) < 1e-6 and abs(float(got3[1]) - ref3[1]) < 1e-6, (
+        f"fit_platt on 3 x the log-odds of make_yes_no(2000, 0.3, seed=14) (scores up to "
+        f"{np.abs(sc3).max():.0f} in absolute value): expected (a, b) = ({ref3[0]:.6f}, "
+        f"{ref3[1]:.6f}), got ({float(got3[0]):.6g}, {float(got3[1]):.6g}); an undamped "
+        f"Newton step from (1, 0) diverges here, halve the step while L rises")
+
+
+check_hidden(make_hidden(), run_hidden(**make_hidden()))
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -479,23 +694,45 @@ def predict_yes(probs, threshold):
     ### END SOLUTION
 
 # %% [test] id=test_predict_yes points=1
-_p = np.array([0.2, 0.55, 0.9])
-_d = np.asarray(predict_yes(_p, 0.6))
-assert np.array_equal(_d, [0, 0, 1]), (
-    f"predict_yes(probs={_p.tolist()}, threshold=0.6): expected [0, 0, 1], got {_d.tolist()}")
+def make():
+    return {"probs": np.array([0.2, 0.55, 0.9])}
+
+
+def run(probs):
+    return {"d": predict_yes(probs, 0.6)}
+
+
+def check(inputs, outputs):
+    d = np.asarray(outputs["d"])
+    assert np.array_equal(d, [0, 0, 1]), (
+        f"predict_yes(probs={inputs['probs'].tolist()}, threshold=0.6): expected [0, 0, 1], got {d.tolist()}")
+
+
+check(make(), run(**make()))
 ### BEGIN HIDDEN TESTS
-_p2 = np.array([0.3, 0.5, 0.5000001, 0.4999999, 0.5])
-_d2 = np.asarray(predict_yes(_p2, 0.5))
-assert np.array_equal(_d2, [0, 1, 1, 0, 1]), (
-    f"predict_yes(probs={_p2.tolist()}, threshold=0.5): a probability exactly at the "
-    f"threshold is a yes, so expected [0, 1, 1, 0, 1], got {_d2.tolist()}")
-_p3 = np.array([0.0, 0.25, 1.0])
-_d3 = np.asarray(predict_yes(_p3, 0.0))
-assert np.array_equal(_d3, [1, 1, 1]), (
-    f"predict_yes(probs={_p3.tolist()}, threshold=0.0): expected [1, 1, 1], got {_d3.tolist()}")
-_d4 = np.asarray(predict_yes(_p3, 1.0))
-assert np.array_equal(_d4, [0, 0, 1]), (
-    f"predict_yes(probs={_p3.tolist()}, threshold=1.0): expected [0, 0, 1], got {_d4.tolist()}")
+def make_hidden():
+    return {"at_half": np.array([0.3, 0.5, 0.5000001, 0.4999999, 0.5]), "ends": np.array([0.0, 0.25, 1.0])}
+
+
+def run_hidden(at_half, ends):
+    return {"at_half": predict_yes(at_half, 0.5), "zero": predict_yes(ends, 0.0), "one": predict_yes(ends, 1.0)}
+
+
+def check_hidden(inputs, outputs):
+    p2, p3 = inputs["at_half"], inputs["ends"]
+    d2 = np.asarray(outputs["at_half"])
+    assert np.array_equal(d2, [0, 1, 1, 0, 1]), (
+        f"predict_yes(probs={p2.tolist()}, threshold=0.5): a probability exactly at the "
+        f"threshold is a yes, so expected [0, 1, 1, 0, 1], got {d2.tolist()}")
+    d3 = np.asarray(outputs["zero"])
+    assert np.array_equal(d3, [1, 1, 1]), (
+        f"predict_yes(probs={p3.tolist()}, threshold=0.0): expected [1, 1, 1], got {d3.tolist()}")
+    d4 = np.asarray(outputs["one"])
+    assert np.array_equal(d4, [0, 0, 1]), (
+        f"predict_yes(probs={p3.tolist()}, threshold=1.0): expected [0, 0, 1], got {d4.tolist()}")
+
+
+check_hidden(make_hidden(), run_hidden(**make_hidden()))
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -525,49 +762,76 @@ def choose_threshold(probs, labels, c_fp, c_fn):
     ### END SOLUTION
 
 # %% [test] id=test_choose_threshold points=2
-_p = np.array([0.1, 0.4, 0.35, 0.8])
-_y = np.array([0, 0, 1, 1])
-_t = choose_threshold(_p, _y, 1.0, 2.0)
-assert float(_t) == 0.35, (
-    f"choose_threshold(probs={_p.tolist()}, labels={_y.tolist()}, c_fp=1, c_fn=2): the costs "
-    f"at t = 0.1, 0.35, 0.4, 0.8, inf are 2, 1, 3, 2, 4, so expected 0.35, got {_t}")
+def make():
+    return {"probs": np.array([0.1, 0.4, 0.35, 0.8]), "labels": np.array([0, 0, 1, 1])}
+
+
+def run(probs, labels):
+    return {"t": choose_threshold(probs, labels, 1.0, 2.0)}
+
+
+def check(inputs, outputs):
+    t = outputs["t"]
+    assert float(t) == 0.35, (
+        f"choose_threshold(probs={inputs['probs'].tolist()}, labels={inputs['labels'].tolist()}, c_fp=1, c_fn=2): "
+        f"the costs at t = 0.1, 0.35, 0.4, 0.8, inf are 2, 1, 3, 2, 4, so expected 0.35, got {t}")
+
+
+check(make(), run(**make()))
 ### BEGIN HIDDEN TESTS
-from lib.calibration import binary_confusion as _ref_confusion
+def make_hidden():
+    rng = np.random.default_rng(13)
+    costs, noisy = [(1.0, 1.0), (1.0, 3.0), (3.0, 1.0), (2.0, 7.0)], []
+    for _ in costs:
+        pp = np.round(rng.random(400), 2)                             # many ties in probs
+        noisy.append((pp, (rng.random(400) < pp).astype(int)))
+    return {"probs": np.array([0.1, 0.4, 0.35, 0.8]), "labels": np.array([0, 0, 1, 1]),
+            "zeros": np.zeros(4, dtype=int), "ones": np.ones(4, dtype=int), "costs": costs, "noisy": noisy}
 
 
-def _ref_choose(p, y, c_fp, c_fn):
-    best = None
-    for t in np.append(np.unique(p), np.inf):          # ascending, so `<=` keeps the largest tie
-        c = _ref_confusion(y, (p >= t).astype(int))
-        cost = c_fp * c["fp"] + c_fn * c["fn"]
-        if best is None or cost <= best[1]:
-            best = (float(t), cost)
-    return best[0]
+def run_hidden(probs, labels, zeros, ones, costs, noisy):
+    return {"tie": choose_threshold(probs, labels, 1.0, 1.0), "fp_dear": choose_threshold(probs, labels, 4.0, 1.0),
+            "no_positive": choose_threshold(probs, zeros, 1.0, 5.0),
+            "no_negative": choose_threshold(probs, ones, 5.0, 1.0),
+            "noisy": [choose_threshold(pp, yy, c_fp, c_fn) for (pp, yy), (c_fp, c_fn) in zip(noisy, costs)]}
 
 
-# a tie: with c_fp = c_fn = 1 both t = 0.35 and t = 0.8 cost 1; the rule keeps the larger
-_t1 = choose_threshold(_p, _y, 1.0, 1.0)
-assert float(_t1) == 0.8, (
-    f"choose_threshold(probs={_p.tolist()}, labels={_y.tolist()}, c_fp=1, c_fn=1): t = 0.35 "
-    f"and t = 0.8 both cost 1 and ties go to the largest, so expected 0.8, got {_t1}")
-_t2 = choose_threshold(_p, _y, 4.0, 1.0)
-assert float(_t2) == 0.8, (
-    f"choose_threshold(probs={_p.tolist()}, labels={_y.tolist()}, c_fp=4, c_fn=1): the costs "
-    f"at t = 0.1, 0.35, 0.4, 0.8, inf are 8, 4, 5, 1, 2, so expected 0.8, got {_t2}")
-_neg = choose_threshold(_p, np.zeros(4, dtype=int), 1.0, 5.0)
-assert float(_neg) == np.inf, (
-    f"choose_threshold(probs={_p.tolist()}, labels=[0, 0, 0, 0], c_fp=1, c_fn=5): with no "
-    f"positive only t = inf costs nothing, so expected inf, got {_neg}")
-_pos = choose_threshold(_p, np.ones(4, dtype=int), 5.0, 1.0)
-assert float(_pos) == 0.1, (
-    f"choose_threshold(probs={_p.tolist()}, labels=[1, 1, 1, 1], c_fp=5, c_fn=1): with no "
-    f"negative only t = min(probs) = 0.1 costs nothing, so expected 0.1, got {_pos}")
-_rng = np.random.default_rng(13)
-for _c_fp, _c_fn in [(1.0, 1.0), (1.0, 3.0), (3.0, 1.0), (2.0, 7.0)]:
-    _pp = np.round(_rng.random(400), 2)                             # many ties in probs
-    _yy = (_rng.random(400) < _pp).astype(int)
-    _got_t, _want_t = choose_threshold(_pp, _yy, _c_fp, _c_fn), _ref_choose(_pp, _yy, _c_fp, _c_fn)
-    assert float(_got_t) == _want_t, (
-        f"choose_threshold on 400 calibrated probabilities (seed 13), c_fp={_c_fp}, "
-        f"c_fn={_c_fn}: expected {_want_t}, got {_got_t}")
+def check_hidden(inputs, outputs):
+    from lib.calibration import binary_confusion as ref_confusion
+
+    def ref_choose(p, y, c_fp, c_fn):
+        best = None
+        for t in np.append(np.unique(p), np.inf):          # ascending, so `<=` keeps the largest tie
+            c = ref_confusion(y, (p >= t).astype(int))
+            cost = c_fp * c["fp"] + c_fn * c["fn"]
+            if best is None or cost <= best[1]:
+                best = (float(t), cost)
+        return best[0]
+
+    p, y = inputs["probs"].tolist(), inputs["labels"].tolist()
+    # a tie: with c_fp = c_fn = 1 both t = 0.35 and t = 0.8 cost 1; the rule keeps the larger
+    t1 = outputs["tie"]
+    assert float(t1) == 0.8, (
+        f"choose_threshold(probs={p}, labels={y}, c_fp=1, c_fn=1): t = 0.35 "
+        f"and t = 0.8 both cost 1 and ties go to the largest, so expected 0.8, got {t1}")
+    t2 = outputs["fp_dear"]
+    assert float(t2) == 0.8, (
+        f"choose_threshold(probs={p}, labels={y}, c_fp=4, c_fn=1): the costs "
+        f"at t = 0.1, 0.35, 0.4, 0.8, inf are 8, 4, 5, 1, 2, so expected 0.8, got {t2}")
+    neg = outputs["no_positive"]
+    assert float(neg) == np.inf, (
+        f"choose_threshold(probs={p}, labels=[0, 0, 0, 0], c_fp=1, c_fn=5): with no "
+        f"positive only t = inf costs nothing, so expected inf, got {neg}")
+    pos = outputs["no_negative"]
+    assert float(pos) == 0.1, (
+        f"choose_threshold(probs={p}, labels=[1, 1, 1, 1], c_fp=5, c_fn=1): with no "
+        f"negative only t = min(probs) = 0.1 costs nothing, so expected 0.1, got {pos}")
+    for (c_fp, c_fn), (pp, yy), got_t in zip(inputs["costs"], inputs["noisy"], outputs["noisy"]):
+        want_t = ref_choose(pp, yy, c_fp, c_fn)
+        assert float(got_t) == want_t, (
+            f"choose_threshold on 400 calibrated probabilities (seed 13), c_fp={c_fp}, "
+            f"c_fn={c_fn}: expected {want_t}, got {got_t}")
+
+
+check_hidden(make_hidden(), run_hidden(**make_hidden()))
 ### END HIDDEN TESTS
