@@ -427,44 +427,24 @@ def make_hidden():
 
 
 def run_hidden(logits, labels, cal_idx, test_idx):
-    def reference_fit(lg, yy):
-        """Part 4's answer (bisection in log(1/T) on the NLL's slope, T in [0.01, 100])."""
-        lg, yy = np.asarray(lg, dtype=np.float64), np.asarray(yy)
-        if lg.ndim != 2 or yy.shape != (lg.shape[0],) or not np.issubdtype(yy.dtype, np.integer):
-            raise ValueError(f"fit_temperature(logits, labels) needs logits [N, C] and integer labels [N], "
-                             f"got shapes {lg.shape} and {yy.shape} (dtype {yy.dtype})")
-        if len(yy) and (yy.min() < 0 or yy.max() >= lg.shape[1]):
-            raise ValueError(f"fit_temperature: labels must lie in [0, {lg.shape[1]})")
+    # isolate part 5 from part 4: while calibrate runs, fit_temperature (the name the answer
+    # cells share) is a stand-in that records what it was given and answers T = 1.7, so a
+    # wrong part 4 costs nothing here; the student's own is put back afterwards
+    seen = []
 
-        def slope(beta):
-            z = beta * lg
-            p = np.exp(z - z.max(axis=1, keepdims=True))
-            p /= p.sum(axis=1, keepdims=True)
-            return float(np.mean(np.sum(p * lg, axis=1) - lg[np.arange(len(yy)), yy]))
+    def stand_in(lg, yy, *args, **kwargs):
+        seen.append({"logits": np.array(lg, dtype=float), "labels": np.array(yy)})
+        return 1.7
 
-        lo, hi = np.log(1.0 / 100.0), np.log(1.0 / 0.01)
-        if slope(np.exp(lo)) >= 0:
-            return 100.0
-        if slope(np.exp(hi)) <= 0:
-            return 0.01
-        for _ in range(100):
-            mid = 0.5 * (lo + hi)
-            if slope(np.exp(mid)) < 0:
-                lo = mid
-            else:
-                hi = mid
-        return float(np.exp(-0.5 * (lo + hi)))
-
-    # isolate part 5: the student's calibrate calls the reference fit_temperature (bound in
-    # the namespace the answer cells run in); the student's own is put back afterwards
     answers, student_fit = calibrate.__globals__, fit_temperature
-    answers["fit_temperature"] = reference_fit
+    answers["fit_temperature"] = stand_in
     try:
         T, probs = calibrate(logits, labels, cal_idx, test_idx)
+        first = list(seen)
         T2, _ = calibrate(logits, labels, cal_idx[:200], test_idx[:20])
     finally:
         answers["fit_temperature"] = student_fit
-    return {"T": T, "probs": probs, "T2": T2}
+    return {"T": T, "probs": probs, "T2": T2, "fits": first, "fits2": seen[len(first):]}
 
 
 def check_hidden(inputs, outputs):
@@ -472,8 +452,21 @@ def check_hidden(inputs, outputs):
     from lib.numerics import softmax as ref_softmax
 
     logits, labels, cal_idx, test_idx = (inputs[k] for k in ("logits", "labels", "cal_idx", "test_idx"))
+
+    def expected_T(rows, fits, what):
+        """1.7 if calibrate called fit_temperature (on exactly the calibration rows), else the true fit."""
+        if not fits:  # a calibrate that fits its temperature inline
+            return ref_fit(logits[rows], labels[rows])
+        assert len(fits) == 1, f"{what}: expected one call of fit_temperature, got {len(fits)}"
+        got_z, got_y = fits[0]["logits"], fits[0]["labels"]
+        assert got_z.shape == logits[rows].shape and np.allclose(got_z, logits[rows]), (
+            f"{what}: fit_temperature should get logits[cal_idx] (shape {logits[rows].shape}), "
+            f"got an array of shape {got_z.shape} with other values")
+        assert np.array_equal(got_y, labels[rows]), f"{what}: fit_temperature should get labels[cal_idx]"
+        return 1.7
+
+    T_ref = expected_T(cal_idx, outputs["fits"], "calibrate on the setup's table")
     T = outputs["T"]
-    T_ref = ref_fit(logits[cal_idx], labels[cal_idx])
     assert abs(T - T_ref) < 1e-6 * T_ref, (
         f"calibrate on the setup's table: T fitted on cal_idx only should be {T_ref:.6f}, got {T}")
     p_test = np.asarray(outputs["probs"])
@@ -481,13 +474,14 @@ def check_hidden(inputs, outputs):
     assert np.allclose(p_test, want, atol=1e-6), (
         f"calibrate: probs_test should be softmax(logits[test_idx] / T); row 0 expected "
         f"{want[0].round(6).tolist()}, got {p_test[0].round(6).tolist()}")
-    before = ref_ece(ref_softmax(logits[test_idx]), labels[test_idx])
-    after = ref_ece(p_test, labels[test_idx])
-    assert after < 0.7 * before, (
-        f"calibrate: the test ECE should fall below 0.7 x {before:.4f}, got {after:.4f}")
+    if not outputs["fits"]:  # the true fit must help (with the stand-in's T = 1.7 it need not)
+        before = ref_ece(ref_softmax(logits[test_idx]), labels[test_idx])
+        after = ref_ece(p_test, labels[test_idx])
+        assert after < 0.7 * before, (
+            f"calibrate: the test ECE should fall below 0.7 x {before:.4f}, got {after:.4f}")
+    T2_ref = expected_T(cal_idx[:200], outputs["fits2"], "calibrate with the first 200 calibration rows")
     T2 = outputs["T2"]
-    T2_ref = ref_fit(logits[cal_idx[:200]], labels[cal_idx[:200]])
-    assert abs(T2 - T2_ref) < 1e-6 * T2, (
+    assert abs(T2 - T2_ref) < 1e-6 * T2_ref, (
         f"calibrate with the first 200 calibration rows: expected T = {T2_ref:.6f}, got {T2}")
 
 
