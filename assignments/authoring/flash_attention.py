@@ -19,6 +19,10 @@
 #   test watches every tensor your code creates.
 # - Run the test cell under each answer: the visible tests are a first check. The grader
 #   runs more tests (hidden), so passing the visible ones is necessary, not sufficient.
+# - Each test cell defines `make()` (the inputs), `run(...)` (the calls to your functions)
+#   and `check(inputs, outputs)` (the expected values and asserts), and ends with
+#   `check(make(), run(**make()))`. When a test fails, call `run(**make())` yourself to see
+#   what your code returned. Do not give your own functions those three names.
 # - Points: 9 in all.
 
 # %% [setup]
@@ -114,23 +118,47 @@ def online_logsumexp(x, block_size):
     ### END SOLUTION
 
 # %% [test] id=test_online_logsumexp points=2
-_x = torch.randn(3, 10, dtype=torch.float64)
-check_close(online_logsumexp(_x, 4), torch.logsumexp(_x, dim=-1),
-            "online_logsumexp(x [3, 10], block_size=4) against torch.logsumexp")
-check_close(online_logsumexp(torch.tensor([1000.0, 1000.0]), 1), torch.tensor(1000.0 + math.log(2)),
-            "online_logsumexp([1000, 1000], block_size=1)")
+def make():
+    g = torch.Generator().manual_seed(1)
+    return {"x": torch.randn(3, 10, dtype=torch.float64, generator=g), "big": torch.tensor([1000.0, 1000.0])}
+
+
+def run(x, big):
+    return {"lse": online_logsumexp(x, 4), "big": online_logsumexp(big, 1)}
+
+
+def check(inputs, outputs):
+    check_close(outputs["lse"], torch.logsumexp(inputs["x"], dim=-1),
+                "online_logsumexp(x [3, 10], block_size=4) against torch.logsumexp")
+    check_close(outputs["big"], torch.tensor(1000.0 + math.log(2)), "online_logsumexp([1000, 1000], block_size=1)")
+
+
+check(make(), run(**make()))
 ### BEGIN HIDDEN TESTS
-_x = torch.tensor([[0.0, 1.0, 500.0, 2.0, 600.0], [-700.0, -800.0, 0.0, 1.0, 2.0]])
-check_close(online_logsumexp(_x, 2), torch.logsumexp(_x, dim=-1),
-            "online_logsumexp(float32 rows whose max grows by hundreds between blocks, block_size=2)", tol=1e-4)
-_x = 30 * torch.randn(2, 3, 37, dtype=torch.float64)
-for _b in (1, 5, 16, 37, 64):
-    check_close(online_logsumexp(_x, _b), torch.logsumexp(_x, dim=-1),
-                f"online_logsumexp(x [2, 3, 37], block_size={_b})")
-_x = torch.full((2, 6), -math.inf, dtype=torch.float64)
-_x[1, 4] = 3.0
-check_close(online_logsumexp(_x, 4), torch.tensor([-math.inf, 3.0], dtype=torch.float64),
-            "online_logsumexp(row 0 all -inf, row 1 all -inf but x[1, 4] = 3, block_size=4)")
+def make_hidden():
+    g = torch.Generator().manual_seed(2)
+    neg_inf = torch.full((2, 6), -math.inf, dtype=torch.float64)
+    neg_inf[1, 4] = 3.0
+    return {"jumps": torch.tensor([[0.0, 1.0, 500.0, 2.0, 600.0], [-700.0, -800.0, 0.0, 1.0, 2.0]]),
+            "x": 30 * torch.randn(2, 3, 37, dtype=torch.float64, generator=g),
+            "block_sizes": [1, 5, 16, 37, 64], "neg_inf": neg_inf}
+
+
+def run_hidden(jumps, x, block_sizes, neg_inf):
+    return {"jumps": online_logsumexp(jumps, 2), "lse": [online_logsumexp(x, b) for b in block_sizes],
+            "neg_inf": online_logsumexp(neg_inf, 4)}
+
+
+def check_hidden(inputs, outputs):
+    check_close(outputs["jumps"], torch.logsumexp(inputs["jumps"], dim=-1),
+                "online_logsumexp(float32 rows whose max grows by hundreds between blocks, block_size=2)", tol=1e-4)
+    for b, lse in zip(inputs["block_sizes"], outputs["lse"]):
+        check_close(lse, torch.logsumexp(inputs["x"], dim=-1), f"online_logsumexp(x [2, 3, 37], block_size={b})")
+    check_close(outputs["neg_inf"], torch.tensor([-math.inf, 3.0], dtype=torch.float64),
+                "online_logsumexp(row 0 all -inf, row 1 all -inf but x[1, 4] = 3, block_size=4)")
+
+
+check_hidden(make_hidden(), run_hidden(**make_hidden()))
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -187,119 +215,282 @@ def tiled_attention(q, k, v, is_causal=False, block_size=16):
     ### END SOLUTION
 
 # %% [test] id=test_tiled_noncausal points=2
-_q, _k, _v = torch.randn(2, 20, 8, dtype=torch.float64), torch.randn(2, 36, 8, dtype=torch.float64), torch.randn(2, 36, 4, dtype=torch.float64)
-_out, _lse = tiled_attention(_q, _k, _v, block_size=16)
-_ref_out, _ref_lse = naive_attention(_q, _k, _v)
-check_close(_out, _ref_out, "tiled_attention(q [2, 20, 8], k [2, 36, 8], v [2, 36, 4], block_size=16), out")
-check_close(_lse, _ref_lse, "tiled_attention(q [2, 20, 8], k [2, 36, 8], v [2, 36, 4], block_size=16), lse")
+def make():
+    g = torch.Generator().manual_seed(3)
+    return {"q": torch.randn(2, 20, 8, dtype=torch.float64, generator=g),
+            "k": torch.randn(2, 36, 8, dtype=torch.float64, generator=g),
+            "v": torch.randn(2, 36, 4, dtype=torch.float64, generator=g)}
+
+
+def run(q, k, v):
+    out, lse = tiled_attention(q, k, v, block_size=16)
+    return {"out": out, "lse": lse}
+
+
+def check(inputs, outputs):
+    ref_out, ref_lse = naive_attention(inputs["q"], inputs["k"], inputs["v"])
+    check_close(outputs["out"], ref_out, "tiled_attention(q [2, 20, 8], k [2, 36, 8], v [2, 36, 4], block_size=16), out")
+    check_close(outputs["lse"], ref_lse, "tiled_attention(q [2, 20, 8], k [2, 36, 8], v [2, 36, 4], block_size=16), lse")
+
+
+check(make(), run(**make()))
 ### BEGIN HIDDEN TESTS
-from lib.attention import blocked_attention as _oracle
-for _lq, _lk, _b in [(37, 37, 16), (5, 50, 7), (50, 5, 8), (1, 1, 16), (33, 64, 16)]:
-    _qh = 2 * torch.randn(2, 3, _lq, 8, dtype=torch.float64)
-    _kh, _vh = torch.randn(2, 3, _lk, 8, dtype=torch.float64), torch.randn(2, 3, _lk, 5, dtype=torch.float64)
-    _got_out, _got_lse = tiled_attention(_qh, _kh, _vh, block_size=_b)
-    _want_out, _want_lse = _oracle(_qh, _kh, _vh, block_size=_b)
-    _what = f"tiled_attention(q [2, 3, {_lq}, 8], k [2, 3, {_lk}, 8], v [2, 3, {_lk}, 5], block_size={_b})"
-    check_close(_got_out, _want_out, _what + ", out", tol=1e-10)
-    check_close(_got_lse, _want_lse, _what + ", lse", tol=1e-10)
+def make_hidden():
+    g = torch.Generator().manual_seed(4)
+    cases = []
+    for lq, lk, b in [(37, 37, 16), (5, 50, 7), (50, 5, 8), (1, 1, 16), (33, 64, 16)]:
+        cases.append({"q": 2 * torch.randn(2, 3, lq, 8, dtype=torch.float64, generator=g),
+                      "k": torch.randn(2, 3, lk, 8, dtype=torch.float64, generator=g),
+                      "v": torch.randn(2, 3, lk, 5, dtype=torch.float64, generator=g), "block_size": b})
+    return {"cases": cases}
+
+
+def run_hidden(cases):
+    results = []
+    for case in cases:
+        out, lse = tiled_attention(case["q"], case["k"], case["v"], block_size=case["block_size"])
+        results.append({"out": out, "lse": lse})
+    return {"results": results}
+
+
+def check_hidden(inputs, outputs):
+    from lib.attention import blocked_attention as oracle
+
+    for case, got in zip(inputs["cases"], outputs["results"]):
+        q, k, v, b = case["q"], case["k"], case["v"], case["block_size"]
+        lq, lk = q.shape[-2], k.shape[-2]
+        want_out, want_lse = oracle(q, k, v, block_size=b)
+        what = f"tiled_attention(q [2, 3, {lq}, 8], k [2, 3, {lk}, 8], v [2, 3, {lk}, 5], block_size={b})"
+        check_close(got["out"], want_out, what + ", out", tol=1e-10)
+        check_close(got["lse"], want_lse, what + ", lse", tol=1e-10)
+
+
+check_hidden(make_hidden(), run_hidden(**make_hidden()))
 ### END HIDDEN TESTS
 
 # %% [test] id=test_tiled_large_scores points=1
 # float32 scores that grow by hundreds from one key block to the next: exp must never
 # see a positive argument.
-_q = torch.zeros(1, 4, 4)
-_q[..., 0] = 2.0
-_k = torch.zeros(1, 32, 4)
-_k[:, 16:, 0] = torch.linspace(1.0, 200.0, 16)   # scores up to 2 * 200 / sqrt(4) = 200
-_v = torch.randn(1, 32, 3)
-_out, _lse = tiled_attention(_q, _k, _v, block_size=16)
-check_close(_out, naive_attention(_q, _k, _v)[0],
-            "tiled_attention(float32 q [1, 4, 4], k [1, 32, 4] with scores up to 200 in the second key "
-            "block, block_size=16), out", tol=1e-4)
+def make():
+    q = torch.zeros(1, 4, 4)
+    q[..., 0] = 2.0
+    k = torch.zeros(1, 32, 4)
+    k[:, 16:, 0] = torch.linspace(1.0, 200.0, 16)   # scores up to 2 * 200 / sqrt(4) = 200
+    return {"q": q, "k": k, "v": torch.randn(1, 32, 3, generator=torch.Generator().manual_seed(5))}
+
+
+def run(q, k, v):
+    out, lse = tiled_attention(q, k, v, block_size=16)
+    return {"out": out}
+
+
+def check(inputs, outputs):
+    check_close(outputs["out"], naive_attention(inputs["q"], inputs["k"], inputs["v"])[0],
+                "tiled_attention(float32 q [1, 4, 4], k [1, 32, 4] with scores up to 200 in the second key "
+                "block, block_size=16), out", tol=1e-4)
+
+
+check(make(), run(**make()))
 ### BEGIN HIDDEN TESTS
-_kh = torch.zeros(1, 48, 4)
-_kh[:, 16:32, 0] = 150.0
-_kh[:, 32:, 0] = torch.linspace(160.0, 300.0, 16)
-_vh = torch.randn(1, 48, 3)
-_got_out, _got_lse = tiled_attention(_q, _kh, _vh, block_size=16)
-_want_out, _want_lse = naive_attention(_q, _kh, _vh)
-_what = ("tiled_attention(float32 q [1, 4, 4], k [1, 48, 4] with scores 0, then 150, then 160..300 "
-         "per key block, block_size=16)")
-check_close(_got_out, _want_out, _what + ", out", tol=1e-4)
-check_close(_got_lse, _want_lse, _what + ", lse", tol=1e-3)
+def make_hidden():
+    q = torch.zeros(1, 4, 4)
+    q[..., 0] = 2.0
+    k = torch.zeros(1, 48, 4)
+    k[:, 16:32, 0] = 150.0
+    k[:, 32:, 0] = torch.linspace(160.0, 300.0, 16)
+    return {"q": q, "k": k, "v": torch.randn(1, 48, 3, generator=torch.Generator().manual_seed(6))}
+
+
+def run_hidden(q, k, v):
+    out, lse = tiled_attention(q, k, v, block_size=16)
+    return {"out": out, "lse": lse}
+
+
+def check_hidden(inputs, outputs):
+    want_out, want_lse = naive_attention(inputs["q"], inputs["k"], inputs["v"])
+    what = ("tiled_attention(float32 q [1, 4, 4], k [1, 48, 4] with scores 0, then 150, then 160..300 "
+            "per key block, block_size=16)")
+    check_close(outputs["out"], want_out, what + ", out", tol=1e-4)
+    check_close(outputs["lse"], want_lse, what + ", lse", tol=1e-3)
+
+
+check_hidden(make_hidden(), run_hidden(**make_hidden()))
 ### END HIDDEN TESTS
 
 # %% [test] id=test_tiled_causal points=2
-_q, _k, _v = (torch.randn(1, 2, 20, 8, dtype=torch.float64) for _ in range(3))
-_out, _lse = tiled_attention(_q, _k, _v, is_causal=True, block_size=16)
-check_close(_out, naive_attention(_q, _k, _v, is_causal=True)[0],
-            "tiled_attention(q, k, v [1, 2, 20, 8], is_causal=True, block_size=16), out")
+def make():
+    g = torch.Generator().manual_seed(7)
+    return {"q": torch.randn(1, 2, 20, 8, dtype=torch.float64, generator=g),
+            "k": torch.randn(1, 2, 20, 8, dtype=torch.float64, generator=g),
+            "v": torch.randn(1, 2, 20, 8, dtype=torch.float64, generator=g)}
+
+
+def run(q, k, v):
+    out, lse = tiled_attention(q, k, v, is_causal=True, block_size=16)
+    return {"out": out}
+
+
+def check(inputs, outputs):
+    check_close(outputs["out"], naive_attention(inputs["q"], inputs["k"], inputs["v"], is_causal=True)[0],
+                "tiled_attention(q, k, v [1, 2, 20, 8], is_causal=True, block_size=16), out")
+
+
+check(make(), run(**make()))
 ### BEGIN HIDDEN TESTS
-from lib.attention import blocked_attention as _oracle
-for _lq, _lk, _b in [(10, 30, 4), (21, 21, 8), (17, 40, 16), (1, 9, 4), (35, 35, 16)]:
-    _qh = torch.randn(2, _lq, 8, dtype=torch.float64)
-    _kh, _vh = torch.randn(2, _lk, 8, dtype=torch.float64), torch.randn(2, _lk, 6, dtype=torch.float64)
-    _got_out, _got_lse = tiled_attention(_qh, _kh, _vh, is_causal=True, block_size=_b)
-    _want_out, _want_lse = _oracle(_qh, _kh, _vh, is_causal=True, block_size=_b)
-    _what = f"tiled_attention(q [2, {_lq}, 8], k [2, {_lk}, 8], v [2, {_lk}, 6], is_causal=True, block_size={_b})"
-    check_close(_got_out, _want_out, _what + ", out", tol=1e-10)
-    check_close(_got_lse, _want_lse, _what + ", lse", tol=1e-10)
-# hidden keys with scores far above the visible ones (key j scores 400 * j): masking after the
-# exponential lets them set the running max, and every visible exp(s - m) underflows to 0
-_qh = torch.zeros(1, 8, 4, dtype=torch.float64)
-_qh[..., 0] = 2.0
-_kh = torch.zeros(1, 8, 4, dtype=torch.float64)
-_kh[..., 0] = 400.0 * torch.arange(8, dtype=torch.float64)
-_vh = torch.randn(1, 8, 3, dtype=torch.float64)
-_got_out, _got_lse = tiled_attention(_qh, _kh, _vh, is_causal=True, block_size=4)
-_want_out, _want_lse = naive_attention(_qh, _kh, _vh, is_causal=True)
-_what = "tiled_attention(q, k [1, 8, 4] with score 400 * j for key j, v [1, 8, 3], is_causal=True, block_size=4)"
-check_close(_got_out, _want_out, _what + ", out", tol=1e-10)
-check_close(_got_lse, _want_lse, _what + ", lse", tol=1e-10)
+def make_hidden():
+    g = torch.Generator().manual_seed(8)
+    cases = []
+    for lq, lk, b in [(10, 30, 4), (21, 21, 8), (17, 40, 16), (1, 9, 4), (35, 35, 16)]:
+        cases.append({"q": torch.randn(2, lq, 8, dtype=torch.float64, generator=g),
+                      "k": torch.randn(2, lk, 8, dtype=torch.float64, generator=g),
+                      "v": torch.randn(2, lk, 6, dtype=torch.float64, generator=g), "block_size": b})
+    # hidden keys with scores far above the visible ones (key j scores 400 * j): masking after the
+    # exponential lets them set the running max, and every visible exp(s - m) underflows to 0
+    q = torch.zeros(1, 8, 4, dtype=torch.float64)
+    q[..., 0] = 2.0
+    k = torch.zeros(1, 8, 4, dtype=torch.float64)
+    k[..., 0] = 400.0 * torch.arange(8, dtype=torch.float64)
+    steep = {"q": q, "k": k, "v": torch.randn(1, 8, 3, dtype=torch.float64, generator=g), "block_size": 4}
+    return {"cases": cases, "steep": steep}
+
+
+def run_hidden(cases, steep):
+    results = []
+    for case in cases + [steep]:
+        out, lse = tiled_attention(case["q"], case["k"], case["v"], is_causal=True, block_size=case["block_size"])
+        results.append({"out": out, "lse": lse})
+    return {"results": results[:-1], "steep": results[-1]}
+
+
+def check_hidden(inputs, outputs):
+    from lib.attention import blocked_attention as oracle
+
+    for case, got in zip(inputs["cases"], outputs["results"]):
+        q, k, v, b = case["q"], case["k"], case["v"], case["block_size"]
+        lq, lk = q.shape[-2], k.shape[-2]
+        want_out, want_lse = oracle(q, k, v, is_causal=True, block_size=b)
+        what = f"tiled_attention(q [2, {lq}, 8], k [2, {lk}, 8], v [2, {lk}, 6], is_causal=True, block_size={b})"
+        check_close(got["out"], want_out, what + ", out", tol=1e-10)
+        check_close(got["lse"], want_lse, what + ", lse", tol=1e-10)
+    steep, got = inputs["steep"], outputs["steep"]
+    want_out, want_lse = naive_attention(steep["q"], steep["k"], steep["v"], is_causal=True)
+    what = "tiled_attention(q, k [1, 8, 4] with score 400 * j for key j, v [1, 8, 3], is_causal=True, block_size=4)"
+    check_close(got["out"], want_out, what + ", out", tol=1e-10)
+    check_close(got["lse"], want_lse, what + ", lse", tol=1e-10)
+
+
+check_hidden(make_hidden(), run_hidden(**make_hidden()))
 ### END HIDDEN TESTS
 
 # %% [test] id=test_tiled_fully_masked_rows points=1
-_q, _k, _v = (torch.randn(1, _n, 8, dtype=torch.float64) for _n in (12, 5, 5))
-_out, _lse = tiled_attention(_q, _k, _v, is_causal=True, block_size=4)
-_what = "tiled_attention(q [1, 12, 8], k, v [1, 5, 8], is_causal=True, block_size=4)"
-assert torch.isfinite(_out).all(), (
-    f"{_what}: expected a finite output, got NaN or inf in rows "
-    f"{sorted(set(torch.nonzero(~torch.isfinite(_out))[:, 1].tolist()))}")
-assert torch.all(_out[:, :7] == 0), (
-    f"{_what}: queries 0..6 see no key, so expected their output to be 0, got a max abs value of "
-    f"{_out[:, :7].abs().max().item():.3g}")
+def make():
+    g = torch.Generator().manual_seed(9)
+    return {"q": torch.randn(1, 12, 8, dtype=torch.float64, generator=g),
+            "k": torch.randn(1, 5, 8, dtype=torch.float64, generator=g),
+            "v": torch.randn(1, 5, 8, dtype=torch.float64, generator=g)}
+
+
+def run(q, k, v):
+    out, lse = tiled_attention(q, k, v, is_causal=True, block_size=4)
+    return {"out": out}
+
+
+def check(inputs, outputs):
+    out = outputs["out"]
+    what = "tiled_attention(q [1, 12, 8], k, v [1, 5, 8], is_causal=True, block_size=4)"
+    assert torch.isfinite(out).all(), (
+        f"{what}: expected a finite output, got NaN or inf in rows "
+        f"{sorted(set(torch.nonzero(~torch.isfinite(out))[:, 1].tolist()))}")
+    assert torch.all(out[:, :7] == 0), (
+        f"{what}: queries 0..6 see no key, so expected their output to be 0, got a max abs value of "
+        f"{out[:, :7].abs().max().item():.3g}")
+
+
+check(make(), run(**make()))
 ### BEGIN HIDDEN TESTS
-assert torch.all(_lse[:, :7] == -math.inf) and torch.isfinite(_lse[:, 7:]).all(), (
-    f"{_what}: expected lse = -inf for queries 0..6 (they see no key) and finite after, got "
-    f"{[round(x, 3) for x in _lse[0].tolist()]}")
-check_close(_out, naive_attention(_q, _k, _v, True)[0], _what + ", out")
-_qh, _kh, _vh = (torch.randn(2, _n, 8, dtype=torch.float64) for _n in (40, 3, 3))
-_got_out, _got_lse = tiled_attention(_qh, _kh, _vh, is_causal=True, block_size=16)
-_what = "tiled_attention(q [2, 40, 8], k, v [2, 3, 8], is_causal=True, block_size=16)"
-assert torch.isfinite(_got_out).all() and torch.all(_got_out[:, :37] == 0), (
-    f"{_what}: queries 0..36 see no key, so expected a finite output that is 0 in their rows, got "
-    f"{int((~torch.isfinite(_got_out)).sum())} non-finite entries and a max abs value of "
-    f"{_got_out[:, :37].nan_to_num(math.inf).abs().max().item():.3g} in rows 0..36")
-assert torch.all(_got_lse[:, :37] == -math.inf), (
-    f"{_what}: expected lse = -inf for queries 0..36, got {int((_got_lse[:, :37] != -math.inf).sum())} "
-    f"other values, e.g. {_got_lse[:, :37][_got_lse[:, :37] != -math.inf][:3].tolist()}")
+def make_hidden():
+    g = torch.Generator().manual_seed(9)
+    short = {"q": torch.randn(1, 12, 8, dtype=torch.float64, generator=g),
+             "k": torch.randn(1, 5, 8, dtype=torch.float64, generator=g),
+             "v": torch.randn(1, 5, 8, dtype=torch.float64, generator=g)}
+    g = torch.Generator().manual_seed(10)
+    longer = {"q": torch.randn(2, 40, 8, dtype=torch.float64, generator=g),
+              "k": torch.randn(2, 3, 8, dtype=torch.float64, generator=g),
+              "v": torch.randn(2, 3, 8, dtype=torch.float64, generator=g)}
+    return {"short": short, "longer": longer}
+
+
+def run_hidden(short, longer):
+    out, lse = tiled_attention(short["q"], short["k"], short["v"], is_causal=True, block_size=4)
+    got_out, got_lse = tiled_attention(longer["q"], longer["k"], longer["v"], is_causal=True, block_size=16)
+    return {"out": out, "lse": lse, "got_out": got_out, "got_lse": got_lse}
+
+
+def check_hidden(inputs, outputs):
+    short, out, lse = inputs["short"], outputs["out"], outputs["lse"]
+    what = "tiled_attention(q [1, 12, 8], k, v [1, 5, 8], is_causal=True, block_size=4)"
+    assert torch.all(lse[:, :7] == -math.inf) and torch.isfinite(lse[:, 7:]).all(), (
+        f"{what}: expected lse = -inf for queries 0..6 (they see no key) and finite after, got "
+        f"{[round(x, 3) for x in lse[0].tolist()]}")
+    check_close(out, naive_attention(short["q"], short["k"], short["v"], True)[0], what + ", out")
+    got_out, got_lse = outputs["got_out"], outputs["got_lse"]
+    what = "tiled_attention(q [2, 40, 8], k, v [2, 3, 8], is_causal=True, block_size=16)"
+    assert torch.isfinite(got_out).all() and torch.all(got_out[:, :37] == 0), (
+        f"{what}: queries 0..36 see no key, so expected a finite output that is 0 in their rows, got "
+        f"{int((~torch.isfinite(got_out)).sum())} non-finite entries and a max abs value of "
+        f"{got_out[:, :37].nan_to_num(math.inf).abs().max().item():.3g} in rows 0..36")
+    assert torch.all(got_lse[:, :37] == -math.inf), (
+        f"{what}: expected lse = -inf for queries 0..36, got {int((got_lse[:, :37] != -math.inf).sum())} "
+        f"other values, e.g. {got_lse[:, :37][got_lse[:, :37] != -math.inf][:3].tolist()}")
+
+
+check_hidden(make_hidden(), run_hidden(**make_hidden()))
 ### END HIDDEN TESTS
 
 # %% [test] id=test_tiled_memory points=1
-_q, _k, _v = (torch.randn(1, 64, 4) for _ in range(3))
-with LargestTensor() as _spy:
-    tiled_attention(_q, _k, _v, block_size=8)
-# the output has 64 * 4 = 256 elements; a tile 8 * 8 = 64; the full matrix 4096
-assert _spy.largest <= 256, (
-    f"tiled_attention(q, k, v [1, 64, 4], block_size=8): expected no tensor larger than the "
-    f"256-element output (a tile has 64), got a tensor of {_spy.largest} elements")
+def make():
+    g = torch.Generator().manual_seed(11)
+    return {"q": torch.randn(1, 64, 4, generator=g), "k": torch.randn(1, 64, 4, generator=g),
+            "v": torch.randn(1, 64, 4, generator=g)}
+
+
+def run(q, k, v):
+    with LargestTensor() as spy:
+        tiled_attention(q, k, v, block_size=8)
+    return {"largest": spy.largest}
+
+
+def check(inputs, outputs):
+    # the output has 64 * 4 = 256 elements; a tile 8 * 8 = 64; the full matrix 4096
+    assert outputs["largest"] <= 256, (
+        f"tiled_attention(q, k, v [1, 64, 4], block_size=8): expected no tensor larger than the "
+        f"256-element output (a tile has 64), got a tensor of {outputs['largest']} elements")
+
+
+check(make(), run(**make()))
 ### BEGIN HIDDEN TESTS
-_qh, _kh, _vh = (torch.randn(2, 96, 2) for _ in range(3))
-for _causal in (False, True):
-    with LargestTensor() as _spy_hidden:
-        tiled_attention(_qh, _kh, _vh, is_causal=_causal, block_size=16)
-    assert _spy_hidden.largest <= 2 * 96 * 2 + 2 * 16 * 16, (
-        f"tiled_attention(q, k, v [2, 96, 2], is_causal={_causal}, block_size=16): expected no "
-        f"tensor larger than {2 * 96 * 2 + 2 * 16 * 16} elements (the output plus two tiles; the "
-        f"full score matrix has {2 * 96 * 96}), got a tensor of {_spy_hidden.largest} elements")
+def make_hidden():
+    g = torch.Generator().manual_seed(12)
+    return {"q": torch.randn(2, 96, 2, generator=g), "k": torch.randn(2, 96, 2, generator=g),
+            "v": torch.randn(2, 96, 2, generator=g), "causal_flags": [False, True]}
+
+
+def run_hidden(q, k, v, causal_flags):
+    largest = []
+    for causal in causal_flags:
+        with LargestTensor() as spy:
+            tiled_attention(q, k, v, is_causal=causal, block_size=16)
+        largest.append(spy.largest)
+    return {"largest": largest}
+
+
+def check_hidden(inputs, outputs):
+    for causal, largest in zip(inputs["causal_flags"], outputs["largest"]):
+        assert largest <= 2 * 96 * 2 + 2 * 16 * 16, (
+            f"tiled_attention(q, k, v [2, 96, 2], is_causal={causal}, block_size=16): expected no "
+            f"tensor larger than {2 * 96 * 2 + 2 * 16 * 16} elements (the output plus two tiles; the "
+            f"full score matrix has {2 * 96 * 96}), got a tensor of {largest} elements")
+
+
+check_hidden(make_hidden(), run_hidden(**make_hidden()))
 ### END HIDDEN TESTS
