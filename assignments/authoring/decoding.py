@@ -19,6 +19,10 @@
 #   `torch.sort(x, descending=True, stable=True)` gives exactly that order.
 # - Run the test cell under each answer: the visible tests are a first check. The grader
 #   runs more tests (hidden), so passing the visible ones is necessary, not sufficient.
+# - Each test cell defines `make()` (the inputs), `run(...)` (the calls to your functions)
+#   and `check(inputs, outputs)` (the expected values and asserts), and ends with
+#   `check(make(), run(**make()))`. When a test fails, call `run(**make())` yourself to see
+#   what your code returned. Do not give your own functions those three names.
 # - Points: 10 in all.
 
 # %% [setup]
@@ -66,31 +70,57 @@ def top_k_filter(logits, k):
     ### END SOLUTION
 
 # %% [test] id=test_top_k points=2
-z = torch.tensor([0.5, 2.0, -1.0, 1.0])
-_got = kept(top_k_filter(z, 2))
-assert _got == {1, 3}, f"top_k_filter({z.tolist()}, k=2): expected kept ids {{1, 3}}, got {_got}"
-_got = kept(top_k_filter(z, 1))
-assert _got == {1}, f"top_k_filter({z.tolist()}, k=1): expected kept ids {{1}}, got {_got}"
-_got = top_k_filter(z, 2)[[1, 3]]
-assert torch.equal(_got, z[[1, 3]]), (
-    f"top_k_filter({z.tolist()}, k=2): kept logits must be unchanged, expected {z[[1, 3]].tolist()}, "
-    f"got {_got.tolist()}")
+def make():
+    return {"z": torch.tensor([0.5, 2.0, -1.0, 1.0])}
+
+
+def run(z):
+    return {"k2": top_k_filter(z, 2), "k1": top_k_filter(z, 1)}
+
+
+def check(inputs, outputs):
+    z = inputs["z"]
+    got = kept(outputs["k2"])
+    assert got == {1, 3}, f"top_k_filter({z.tolist()}, k=2): expected kept ids {{1, 3}}, got {got}"
+    got = kept(outputs["k1"])
+    assert got == {1}, f"top_k_filter({z.tolist()}, k=1): expected kept ids {{1}}, got {got}"
+    got = outputs["k2"][[1, 3]]
+    assert torch.equal(got, z[[1, 3]]), (
+        f"top_k_filter({z.tolist()}, k=2): kept logits must be unchanged, expected {z[[1, 3]].tolist()}, "
+        f"got {got.tolist()}")
+
+
+check(make(), run(**make()))
 ### BEGIN HIDDEN TESTS
-from lib.sampling import top_k_filter as _ref_top_k
-_g = torch.Generator().manual_seed(0)
-_z = torch.randn(3, 5, 11, generator=_g)
-for _k in (1, 3, 11, 20):
-    _got, _want = top_k_filter(_z, _k), _ref_top_k(_z, _k)
-    assert torch.equal(_got, _want), (
-        f"top_k_filter(random logits [3, 5, 11], k={_k}): expected {int((_want > NEG_INF).sum())} kept "
-        f"logits equal to the reference, got {int((_got > NEG_INF).sum())} kept, "
-        f"{int((_got != _want).sum())} entries differ")
-_ties = torch.tensor([1.0, 3.0, 3.0, 3.0, 0.0])
-_got = kept(top_k_filter(_ties, 2))
-assert _got == {1, 2}, (f"top_k_filter({_ties.tolist()}, k=2), a tie at the k-th logit broken by index: "
-                        f"expected kept ids {{1, 2}}, got {_got}")
-_got = kept(top_k_filter(_ties, 1))
-assert _got == {1}, f"top_k_filter({_ties.tolist()}, k=1): expected kept ids {{1}} (argmax), got {_got}"
+def make_hidden():
+    g = torch.Generator().manual_seed(0)
+    return {"z": torch.randn(3, 5, 11, generator=g), "ks": [1, 3, 11, 20],
+            "ties": torch.tensor([1.0, 3.0, 3.0, 3.0, 0.0])}
+
+
+def run_hidden(z, ks, ties):
+    return {"filtered": [top_k_filter(z, k) for k in ks],
+            "ties_k2": top_k_filter(ties, 2), "ties_k1": top_k_filter(ties, 1)}
+
+
+def check_hidden(inputs, outputs):
+    from lib.sampling import top_k_filter as ref_top_k
+
+    for k, got in zip(inputs["ks"], outputs["filtered"]):
+        want = ref_top_k(inputs["z"], k)
+        assert torch.equal(got, want), (
+            f"top_k_filter(random logits [3, 5, 11], k={k}): expected {int((want > NEG_INF).sum())} kept "
+            f"logits equal to the reference, got {int((got > NEG_INF).sum())} kept, "
+            f"{int((got != want).sum())} entries differ")
+    ties = inputs["ties"]
+    got = kept(outputs["ties_k2"])
+    assert got == {1, 2}, (f"top_k_filter({ties.tolist()}, k=2), a tie at the k-th logit broken by index: "
+                           f"expected kept ids {{1, 2}}, got {got}")
+    got = kept(outputs["ties_k1"])
+    assert got == {1}, f"top_k_filter({ties.tolist()}, k=1): expected kept ids {{1}} (argmax), got {got}"
+
+
+check_hidden(make_hidden(), run_hidden(**make_hidden()))
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -121,44 +151,73 @@ def top_p_filter(logits, p):
     ### END SOLUTION
 
 # %% [test] id=test_top_p points=3
-z = torch.log(torch.tensor([0.10, 0.50, 0.15, 0.25]))
-for _p, _want in [(0.6, {1, 3}), (1.0, {0, 1, 2, 3})]:
-    _got = kept(top_p_filter(z, _p))
-    assert _got == _want, (f"top_p_filter(log [0.10, 0.50, 0.15, 0.25], p={_p}): expected kept ids "
-                           f"{_want}, got {_got}")
+def make():
+    return {"z": torch.log(torch.tensor([0.10, 0.50, 0.15, 0.25])), "ps": [0.6, 1.0]}
+
+
+def run(z, ps):
+    return {"filtered": [top_p_filter(z, p) for p in ps]}
+
+
+def check(inputs, outputs):
+    expected = {0.6: {1, 3}, 1.0: {0, 1, 2, 3}}
+    for p, filtered in zip(inputs["ps"], outputs["filtered"]):
+        got, want = kept(filtered), expected[p]
+        assert got == want, (f"top_p_filter(log [0.10, 0.50, 0.15, 0.25], p={p}): expected kept ids "
+                             f"{want}, got {got}")
+
+
+check(make(), run(**make()))
 ### BEGIN HIDDEN TESTS
-from lib.sampling import top_p_filter as _ref_top_p
-# p=0.3 and p=0.01: the argmax alone exceeds p
-for _p_hidden, _want_ids in [(0.3, {1}), (0.8, {1, 3, 2}), (0.01, {1})]:
-    _kept_ids = kept(top_p_filter(z, _p_hidden))
-    assert _kept_ids == _want_ids, (
-        f"top_p_filter(log [0.10, 0.50, 0.15, 0.25], p={_p_hidden}): expected kept ids {_want_ids}, "
-        f"got {_kept_ids}")
-_g = torch.Generator().manual_seed(1)
-_z = 2 * torch.randn(4, 6, 13, generator=_g)
-for _p in (0.05, 0.3, 0.5, 0.77, 0.9, 0.99, 1.0):
-    _got, _want = top_p_filter(_z, _p), _ref_top_p(_z, _p)
-    assert torch.equal(_got, _want), (
-        f"top_p_filter(random logits [4, 6, 13], p={_p}): expected {int((_want > NEG_INF).sum())} kept "
-        f"logits equal to the reference, got {int((_got > NEG_INF).sum())} kept, "
-        f"{int((_got != _want).sum())} entries differ")
-_perm = torch.randperm(13, generator=_g)
-_got, _want = top_p_filter(_z[..., _perm], 0.7), top_p_filter(_z, 0.7)[..., _perm]
-assert torch.equal(_got, _want), (
-    f"top_p_filter(random logits [4, 6, 13] with the vocabulary permuted, p=0.7): expected the "
-    f"permuted output of the unpermuted call, {int((_got != _want).sum())} entries differ")
-# the mass before a token exactly equal to p: uniform over 4 tokens (probabilities 0.25, exact
-# in floating point), p = 0.5: the mass before token 2 is 0.5, not < 0.5, so it is removed
-_u = torch.zeros(4)
-_got = kept(top_p_filter(_u, 0.5))
-assert _got == {0, 1}, (f"top_p_filter(uniform logits [4], p=0.5): the mass before token 2 is exactly "
-                        f"0.5, not < p, so expected kept ids {{0, 1}}, got {_got}")
-# a tie at the threshold: token 0 crosses p = 0.5, tokens 2 and 3 have the same logit but
-# come later in index order, so the mass before them is already >= p
-_zt = torch.log(torch.tensor([0.2, 0.4, 0.2, 0.2]))
-_kt = kept(top_p_filter(_zt, 0.5))
-assert _kt == {0, 1}, (f"top_p_filter(log [0.2, 0.4, 0.2, 0.2], 0.5): ties are broken by index, "
-                       f"so the kept set is {{0, 1}}; got {_kt}")
+def make_hidden():
+    g = torch.Generator().manual_seed(1)
+    z = 2 * torch.randn(4, 6, 13, generator=g)
+    return {"table": torch.log(torch.tensor([0.10, 0.50, 0.15, 0.25])), "table_ps": [0.3, 0.8, 0.01],
+            "z": z, "ps": [0.05, 0.3, 0.5, 0.77, 0.9, 0.99, 1.0],
+            "perm": torch.randperm(13, generator=g), "perm_p": 0.7,
+            "uniform": torch.zeros(4), "tie": torch.log(torch.tensor([0.2, 0.4, 0.2, 0.2])), "edge_p": 0.5}
+
+
+def run_hidden(table, table_ps, z, ps, perm, perm_p, uniform, tie, edge_p):
+    return {"table": [top_p_filter(table, p) for p in table_ps],
+            "random": [top_p_filter(z, p) for p in ps],
+            "permuted": top_p_filter(z[..., perm], perm_p), "unpermuted": top_p_filter(z, perm_p),
+            "uniform": top_p_filter(uniform, edge_p), "tie": top_p_filter(tie, edge_p)}
+
+
+def check_hidden(inputs, outputs):
+    from lib.sampling import top_p_filter as ref_top_p
+
+    # p=0.3 and p=0.01: the argmax alone exceeds p
+    expected = {0.3: {1}, 0.8: {1, 3, 2}, 0.01: {1}}
+    for p, filtered in zip(inputs["table_ps"], outputs["table"]):
+        kept_ids, want_ids = kept(filtered), expected[p]
+        assert kept_ids == want_ids, (
+            f"top_p_filter(log [0.10, 0.50, 0.15, 0.25], p={p}): expected kept ids {want_ids}, "
+            f"got {kept_ids}")
+    for p, got in zip(inputs["ps"], outputs["random"]):
+        want = ref_top_p(inputs["z"], p)
+        assert torch.equal(got, want), (
+            f"top_p_filter(random logits [4, 6, 13], p={p}): expected {int((want > NEG_INF).sum())} kept "
+            f"logits equal to the reference, got {int((got > NEG_INF).sum())} kept, "
+            f"{int((got != want).sum())} entries differ")
+    got, want = outputs["permuted"], outputs["unpermuted"][..., inputs["perm"]]
+    assert torch.equal(got, want), (
+        f"top_p_filter(random logits [4, 6, 13] with the vocabulary permuted, p={inputs['perm_p']}): expected "
+        f"the permuted output of the unpermuted call, {int((got != want).sum())} entries differ")
+    # the mass before a token exactly equal to p: uniform over 4 tokens (probabilities 0.25, exact
+    # in floating point), p = 0.5: the mass before token 2 is 0.5, not < 0.5, so it is removed
+    got = kept(outputs["uniform"])
+    assert got == {0, 1}, (f"top_p_filter(uniform logits [4], p=0.5): the mass before token 2 is exactly "
+                           f"0.5, not < p, so expected kept ids {{0, 1}}, got {got}")
+    # a tie at the threshold: token 0 crosses p = 0.5, tokens 2 and 3 have the same logit but
+    # come later in index order, so the mass before them is already >= p
+    got = kept(outputs["tie"])
+    assert got == {0, 1}, (f"top_p_filter(log [0.2, 0.4, 0.2, 0.2], 0.5): ties are broken by index, "
+                           f"so the kept set is {{0, 1}}; got {got}")
+
+
+check_hidden(make_hidden(), run_hidden(**make_hidden()))
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -198,64 +257,117 @@ def sample(logits, temperature, top_k=None, top_p=None, generator=None):
     ### END SOLUTION
 
 # %% [test] id=test_temperature points=1
-z = torch.tensor([2.0, 1.0, 0.0])
-for _t in (1.0, 0.5):
-    _got, _want = sampling_probs(z, _t), torch.softmax(z / _t, -1)
-    assert torch.allclose(_got, _want), (f"sampling_probs({z.tolist()}, temperature={_t}): expected "
-                                         f"{_want.tolist()}, got {_got.tolist()}")
+def make():
+    return {"z": torch.tensor([2.0, 1.0, 0.0]), "temperatures": [1.0, 0.5]}
+
+
+def run(z, temperatures):
+    return {"probs": [sampling_probs(z, t) for t in temperatures]}
+
+
+def check(inputs, outputs):
+    z = inputs["z"]
+    for t, got in zip(inputs["temperatures"], outputs["probs"]):
+        want = torch.softmax(z / t, -1)
+        assert torch.allclose(got, want), (f"sampling_probs({z.tolist()}, temperature={t}): expected "
+                                           f"{want.tolist()}, got {got.tolist()}")
+
+
+check(make(), run(**make()))
 ### BEGIN HIDDEN TESTS
-from lib.sampling import filter_logits as _ref_filter
-_g = torch.Generator().manual_seed(2)
-_z = torch.randn(5, 9, generator=_g, dtype=torch.float64)
-for _t, _k, _p in [(0.3, None, None), (2.5, None, None), (0.7, 4, None), (1.5, None, 0.8),
-                   (0.9, 5, 0.6)]:
-    _ref = torch.softmax(_ref_filter(_z, _t, top_k=_k, top_p=_p), -1)
-    _got = sampling_probs(_z, _t, _k, _p)
-    assert torch.allclose(_got, _ref, atol=1e-9), (
-        f"sampling_probs(random float64 logits [5, 9], temperature={_t}, top_k={_k}, top_p={_p}): "
-        f"expected the reference probabilities, largest difference {(_got - _ref).abs().max().item():.3g}, "
-        f"row 0 expected {[round(v, 4) for v in _ref[0].tolist()]}, "
-        f"got {[round(v, 4) for v in _got[0].tolist()]}")
-_ent = [-(q * q.log()).sum().item() for q in (sampling_probs(_z[0], t) for t in (0.25, 1.0, 4.0))]
-assert _ent[0] < _ent[1] < _ent[2], (
-    f"sampling_probs(a random row of 9 logits) at temperatures 0.25, 1, 4: expected the entropy "
-    f"to increase with the temperature, got {[round(e, 4) for e in _ent]}")
+def make_hidden():
+    g = torch.Generator().manual_seed(2)
+    return {"z": torch.randn(5, 9, generator=g, dtype=torch.float64),
+            "settings": [(0.3, None, None), (2.5, None, None), (0.7, 4, None), (1.5, None, 0.8),
+                         (0.9, 5, 0.6)],
+            "entropy_temperatures": [0.25, 1.0, 4.0]}
+
+
+def run_hidden(z, settings, entropy_temperatures):
+    return {"probs": [sampling_probs(z, t, k, p) for t, k, p in settings],
+            "row_probs": [sampling_probs(z[0], t) for t in entropy_temperatures]}
+
+
+def check_hidden(inputs, outputs):
+    from lib.sampling import filter_logits as ref_filter
+
+    for (t, k, p), got in zip(inputs["settings"], outputs["probs"]):
+        ref = torch.softmax(ref_filter(inputs["z"], t, top_k=k, top_p=p), -1)
+        assert torch.allclose(got, ref, atol=1e-9), (
+            f"sampling_probs(random float64 logits [5, 9], temperature={t}, top_k={k}, top_p={p}): "
+            f"expected the reference probabilities, largest difference {(got - ref).abs().max().item():.3g}, "
+            f"row 0 expected {[round(v, 4) for v in ref[0].tolist()]}, "
+            f"got {[round(v, 4) for v in got[0].tolist()]}")
+    ent = [-(q * q.log()).sum().item() for q in outputs["row_probs"]]
+    assert ent[0] < ent[1] < ent[2], (
+        f"sampling_probs(a random row of 9 logits) at temperatures 0.25, 1, 4: expected the entropy "
+        f"to increase with the temperature, got {[round(e, 4) for e in ent]}")
+
+
+check_hidden(make_hidden(), run_hidden(**make_hidden()))
 ### END HIDDEN TESTS
 
 # %% [test] id=test_sample points=1
-z = torch.tensor([[0.1, 3.0, 0.2], [5.0, 0.0, 1.0]])
-_got = sample(z, 0.0).tolist()
-assert _got == [1, 0], f"sample({z.tolist()}, temperature=0): expected the argmax per row [1, 0], got {_got}"
-draws = sample(z, 1.0, generator=torch.Generator().manual_seed(0))
-assert draws.shape == (2,) and draws.dtype == torch.long, (
-    f"sample(logits [2, 3], temperature=1): expected a LongTensor of shape (2,), got "
-    f"{draws.dtype} of shape {tuple(draws.shape)}")
+def make():
+    return {"z": torch.tensor([[0.1, 3.0, 0.2], [5.0, 0.0, 1.0]]), "seed": 0}
+
+
+def run(z, seed):
+    return {"greedy": sample(z, 0.0), "draws": sample(z, 1.0, generator=torch.Generator().manual_seed(seed))}
+
+
+def check(inputs, outputs):
+    z = inputs["z"]
+    got = outputs["greedy"].tolist()
+    assert got == [1, 0], f"sample({z.tolist()}, temperature=0): expected the argmax per row [1, 0], got {got}"
+    draws = outputs["draws"]
+    assert draws.shape == (2,) and draws.dtype == torch.long, (
+        f"sample(logits [2, 3], temperature=1): expected a LongTensor of shape (2,), got "
+        f"{draws.dtype} of shape {tuple(draws.shape)}")
+
+
+check(make(), run(**make()))
 ### BEGIN HIDDEN TESTS
-from lib.sampling import filter_logits as _ref_filter
-_row = torch.tensor([1.5, 1.0, 0.5, 0.0, -0.5, -1.0])
-_n = 100_000
-_d = sample(_row.expand(_n, 6), 0.8, top_p=0.9, generator=torch.Generator().manual_seed(3))
-assert _d.shape == (_n,), f"sample(logits [{_n}, 6], temperature=0.8, top_p=0.9): expected shape ({_n},), got {tuple(_d.shape)}"
-_freq = torch.bincount(_d, minlength=6).double() / _n
-_target = torch.softmax(_ref_filter(_row.double(), 0.8, top_p=0.9), -1)
-assert (_freq - _target).abs().max() < 0.01, (
-    f"sample({_n} copies of {_row.tolist()}, temperature=0.8, top_p=0.9): expected frequencies within "
-    f"0.01 of {[round(v, 3) for v in _target.tolist()]}, got {[round(v, 3) for v in _freq.tolist()]}")
-assert _freq[_target == 0].sum() == 0, (
-    f"sample({_n} copies of {_row.tolist()}, temperature=0.8, top_p=0.9): expected no draw of a "
-    f"removed token, got frequencies {[round(v, 4) for v in _freq.tolist()]}")
-_a = sample(_row.expand(50, 6), 1.0, generator=torch.Generator().manual_seed(4))
-_b = sample(_row.expand(50, 6), 1.0, generator=torch.Generator().manual_seed(4))
-assert torch.equal(_a, _b), (
-    f"sample(logits [50, 6], temperature=1) twice with generators seeded 4: expected identical "
-    f"draws, {int((_a != _b).sum())} differ")
-_got = sample(torch.zeros(2, 3, 5), 0.0).shape
-assert _got == (2, 3), f"sample(logits [2, 3, 5], temperature=0): expected shape (2, 3), got {tuple(_got)}"
-# two leading batch axes with temperature > 0: flatten them to one before torch.multinomial
-_d3 = sample(_row.expand(2, 3, 6), 1.0, top_k=1, generator=torch.Generator().manual_seed(5))
-assert _d3.shape == (2, 3) and bool((_d3 == 0).all()), (
-    f"sample(logits [2, 3, 6], temperature=1, top_k=1): expected shape (2, 3), all token 0, "
-    f"got shape {tuple(_d3.shape)}, values {_d3.tolist()}")
+def make_hidden():
+    return {"row": torch.tensor([1.5, 1.0, 0.5, 0.0, -0.5, -1.0]), "n": 100_000}
+
+
+def run_hidden(row, n):
+    return {"many": sample(row.expand(n, 6), 0.8, top_p=0.9, generator=torch.Generator().manual_seed(3)),
+            "a": sample(row.expand(50, 6), 1.0, generator=torch.Generator().manual_seed(4)),
+            "b": sample(row.expand(50, 6), 1.0, generator=torch.Generator().manual_seed(4)),
+            "greedy_3d": sample(torch.zeros(2, 3, 5), 0.0),
+            # two leading batch axes with temperature > 0: flatten them to one before torch.multinomial
+            "top1_3d": sample(row.expand(2, 3, 6), 1.0, top_k=1, generator=torch.Generator().manual_seed(5))}
+
+
+def check_hidden(inputs, outputs):
+    from lib.sampling import filter_logits as ref_filter
+
+    row, n = inputs["row"], inputs["n"]
+    d = outputs["many"]
+    assert d.shape == (n,), f"sample(logits [{n}, 6], temperature=0.8, top_p=0.9): expected shape ({n},), got {tuple(d.shape)}"
+    freq = torch.bincount(d, minlength=6).double() / n
+    target = torch.softmax(ref_filter(row.double(), 0.8, top_p=0.9), -1)
+    assert (freq - target).abs().max() < 0.01, (
+        f"sample({n} copies of {row.tolist()}, temperature=0.8, top_p=0.9): expected frequencies within "
+        f"0.01 of {[round(v, 3) for v in target.tolist()]}, got {[round(v, 3) for v in freq.tolist()]}")
+    assert freq[target == 0].sum() == 0, (
+        f"sample({n} copies of {row.tolist()}, temperature=0.8, top_p=0.9): expected no draw of a "
+        f"removed token, got frequencies {[round(v, 4) for v in freq.tolist()]}")
+    a, b = outputs["a"], outputs["b"]
+    assert torch.equal(a, b), (
+        f"sample(logits [50, 6], temperature=1) twice with generators seeded 4: expected identical "
+        f"draws, {int((a != b).sum())} differ")
+    got = outputs["greedy_3d"].shape
+    assert got == (2, 3), f"sample(logits [2, 3, 5], temperature=0): expected shape (2, 3), got {tuple(got)}"
+    d3 = outputs["top1_3d"]
+    assert d3.shape == (2, 3) and bool((d3 == 0).all()), (
+        f"sample(logits [2, 3, 6], temperature=1, top_k=1): expected shape (2, 3), all token 0, "
+        f"got shape {tuple(d3.shape)}, values {d3.tolist()}")
+
+
+check_hidden(make_hidden(), run_hidden(**make_hidden()))
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -304,53 +416,98 @@ def beam_search(step_fn, bos_id, eos_id, beam_size, max_len, length_penalty=1.0)
     ### END SOLUTION
 
 # %% [test] id=test_beam points=3
-BOS, EOS, A, B = 0, 1, 2, 3
-model = table_model({(BOS,): {A: 0.6, B: 0.4}, (BOS, A): {EOS: 0.5, B: 0.5}, (BOS, B): {EOS: 1.0}})
-seq, score = beam_search(model, BOS, EOS, beam_size=2, max_len=4, length_penalty=0.0)
-assert seq == [BOS, B, EOS] and abs(score - math.log(0.4)) < 1e-9, (
-    f"beam_search(the setup's 3-prefix table, beam_size=2, max_len=4, length_penalty=0): expected "
-    f"([0, 3, 1], {math.log(0.4):.6f}), got ({seq}, {score})")
+def make():
+    bos, eos, a, b = 0, 1, 2, 3
+    # table_model's table as (prefix, ((token, probability), ...)) pairs: only plain data crosses
+    table = [((bos,), ((a, 0.6), (b, 0.4))), ((bos, a), ((eos, 0.5), (b, 0.5))), ((bos, b), ((eos, 1.0),))]
+    return {"table": table, "bos": bos, "eos": eos}
+
+
+def run(table, bos, eos):
+    model = table_model({tuple(prefix): dict(probs) for prefix, probs in table})
+    return {"beam": beam_search(model, bos, eos, beam_size=2, max_len=4, length_penalty=0.0)}
+
+
+def check(inputs, outputs):
+    seq, score = outputs["beam"]
+    assert seq == [0, 3, 1] and abs(score - math.log(0.4)) < 1e-9, (
+        f"beam_search(the setup's 3-prefix table, beam_size=2, max_len=4, length_penalty=0): expected "
+        f"([0, 3, 1], {math.log(0.4):.6f}), got ({seq}, {score})")
+
+
+check(make(), run(**make()))
 ### BEGIN HIDDEN TESTS
-from lib.sampling import beam_search as _ref_beam
-_greedy, _ = beam_search(model, BOS, EOS, beam_size=1, max_len=4, length_penalty=0.0)
-assert _greedy[:2] == [BOS, A], (
-    f"beam_search(the 3-prefix table, beam_size=1, max_len=4): expected the greedy path to start "
-    f"[0, 2], got {_greedy}")
-# the raw sum prefers [eos]; the mean log-prob prefers [A, A, eos]
-_m2 = table_model({(BOS,): {EOS: 0.5, A: 0.5}, (BOS, A): {A: 0.8, EOS: 0.2},
-                   (BOS, A, A): {EOS: 0.9, A: 0.1}})
-_s0, _v0 = beam_search(_m2, BOS, EOS, beam_size=3, max_len=5, length_penalty=0.0)
-_s1, _v1 = beam_search(_m2, BOS, EOS, beam_size=3, max_len=5, length_penalty=1.0)
-assert _s0 == [BOS, EOS] and abs(_v0 - math.log(0.5)) < 1e-9, (
-    f"beam_search(table where [eos] has the best raw sum, beam_size=3, max_len=5, length_penalty=0): "
-    f"expected ([0, 1], {math.log(0.5):.6f}), got ({_s0}, {_v0})")
-assert _s1 == [BOS, A, A, EOS] and abs(_v1 - math.log(0.5 * 0.8 * 0.9) / 3) < 1e-9, (
-    f"beam_search(table where [A, A, eos] has the best mean log-prob, beam_size=3, max_len=5, "
-    f"length_penalty=1): expected ([0, 2, 2, 1], {math.log(0.36) / 3:.6f}), got ({_s1}, {_v1})")
-# a tie in summed log-prob at the beam's edge: A and B both have probability 0.5 and
-# beam_size=1, so the lower token id, A, is the one kept live
-_m3 = table_model({(BOS,): {A: 0.5, B: 0.5}, (BOS, A): {EOS: 1.0}, (BOS, B): {EOS: 1.0}})
-_s3, _v3 = beam_search(_m3, BOS, EOS, beam_size=1, max_len=4, length_penalty=1.0)
-assert _s3 == [BOS, A, EOS], (
-    f"beam_search(table with a tie between tokens 2 and 3 after bos, beam_size=1): ties go to the "
-    f"lower token id, expected ([0, 2, 1], {math.log(0.5) / 2:.6f}), got ({_s3}, {_v3})")
+def make_hidden():
+    bos, eos, a, b = 0, 1, 2, 3
+    table = [((bos,), ((a, 0.6), (b, 0.4))), ((bos, a), ((eos, 0.5), (b, 0.5))), ((bos, b), ((eos, 1.0),))]
+    return {"bos": bos, "eos": eos, "table": table,
+            # the raw sum prefers [eos]; the mean log-prob prefers [A, A, eos]
+            "sum_vs_mean": [((bos,), ((eos, 0.5), (a, 0.5))), ((bos, a), ((a, 0.8), (eos, 0.2))),
+                            ((bos, a, a), ((eos, 0.9), (a, 0.1)))],
+            # A and B both have probability 0.5 after bos
+            "tie": [((bos,), ((a, 0.5), (b, 0.5))), ((bos, a), ((eos, 1.0),)), ((bos, b), ((eos, 1.0),))],
+            "random": [(seed, beam, alpha) for seed in range(4)
+                       for beam, alpha in [(1, 1.0), (2, 0.0), (3, 0.6), (3, 1.0)]]}
 
 
-def _random_model(seed, vocab=4):
-    def _step(seqs):
-        _rows = []
-        for _s in seqs.tolist():
-            _gen = torch.Generator().manual_seed(hash((seed, *_s)) % (2 ** 31))
-            _rows.append(torch.log_softmax(2 * torch.randn(vocab, generator=_gen, dtype=torch.float64), -1))
-        return torch.stack(_rows)
-    return _step
+def run_hidden(bos, eos, table, sum_vs_mean, tie, random):
+    def model(pairs):
+        return table_model({tuple(prefix): dict(probs) for prefix, probs in pairs})
+
+    def random_model(seed, vocab=4):
+        def step(seqs):
+            rows = []
+            for s in seqs.tolist():
+                gen = torch.Generator().manual_seed(hash((seed, *s)) % (2 ** 31))
+                rows.append(torch.log_softmax(2 * torch.randn(vocab, generator=gen, dtype=torch.float64), -1))
+            return torch.stack(rows)
+        return step
+
+    return {"greedy": beam_search(model(table), bos, eos, beam_size=1, max_len=4, length_penalty=0.0),
+            "raw_sum": beam_search(model(sum_vs_mean), bos, eos, beam_size=3, max_len=5, length_penalty=0.0),
+            "mean": beam_search(model(sum_vs_mean), bos, eos, beam_size=3, max_len=5, length_penalty=1.0),
+            "tie": beam_search(model(tie), bos, eos, beam_size=1, max_len=4, length_penalty=1.0),
+            "random": [beam_search(random_model(seed), bos, eos, beam, 6, alpha) for seed, beam, alpha in random]}
 
 
-for _seed in range(4):
-    for _beam, _alpha in [(1, 1.0), (2, 0.0), (3, 0.6), (3, 1.0)]:
-        _got = beam_search(_random_model(_seed), BOS, EOS, _beam, 6, _alpha)
-        _ref = _ref_beam(_random_model(_seed), BOS, EOS, _beam, 6, _alpha)
-        assert _got[0] == _ref[0] and abs(_got[1] - _ref[1]) < 1e-9, (
-            f"beam_search(random 4-token model seeded {_seed}, beam_size={_beam}, max_len=6, "
-            f"length_penalty={_alpha}): expected {_ref}, got {_got}")
+def check_hidden(inputs, outputs):
+    from lib.sampling import beam_search as ref_beam
+
+    greedy, _ = outputs["greedy"]
+    assert greedy[:2] == [0, 2], (
+        f"beam_search(the 3-prefix table, beam_size=1, max_len=4): expected the greedy path to start "
+        f"[0, 2], got {greedy}")
+    s0, v0 = outputs["raw_sum"]
+    s1, v1 = outputs["mean"]
+    assert s0 == [0, 1] and abs(v0 - math.log(0.5)) < 1e-9, (
+        f"beam_search(table where [eos] has the best raw sum, beam_size=3, max_len=5, length_penalty=0): "
+        f"expected ([0, 1], {math.log(0.5):.6f}), got ({s0}, {v0})")
+    assert s1 == [0, 2, 2, 1] and abs(v1 - math.log(0.5 * 0.8 * 0.9) / 3) < 1e-9, (
+        f"beam_search(table where [A, A, eos] has the best mean log-prob, beam_size=3, max_len=5, "
+        f"length_penalty=1): expected ([0, 2, 2, 1], {math.log(0.36) / 3:.6f}), got ({s1}, {v1})")
+    # a tie in summed log-prob at the beam's edge: A and B both have probability 0.5 and
+    # beam_size=1, so the lower token id, A, is the one kept live
+    s3, v3 = outputs["tie"]
+    assert s3 == [0, 2, 1], (
+        f"beam_search(table with a tie between tokens 2 and 3 after bos, beam_size=1): ties go to the "
+        f"lower token id, expected ([0, 2, 1], {math.log(0.5) / 2:.6f}), got ({s3}, {v3})")
+
+    def random_model(seed, vocab=4):  # the same model as run_hidden's, for the reference
+        def step(seqs):
+            rows = []
+            for s in seqs.tolist():
+                gen = torch.Generator().manual_seed(hash((seed, *s)) % (2 ** 31))
+                rows.append(torch.log_softmax(2 * torch.randn(vocab, generator=gen, dtype=torch.float64), -1))
+            return torch.stack(rows)
+        return step
+
+    bos, eos = inputs["bos"], inputs["eos"]
+    for (seed, beam, alpha), got in zip(inputs["random"], outputs["random"]):
+        ref = ref_beam(random_model(seed), bos, eos, beam, 6, alpha)
+        assert got[0] == ref[0] and abs(got[1] - ref[1]) < 1e-9, (
+            f"beam_search(random 4-token model seeded {seed}, beam_size={beam}, max_len=6, "
+            f"length_penalty={alpha}): expected {ref}, got {got}")
+
+
+check_hidden(make_hidden(), run_hidden(**make_hidden()))
 ### END HIDDEN TESTS
