@@ -17,6 +17,10 @@
 # - Layout: `[batch, heads, seq, head_dim]`.
 # - Run the test cell under each answer: the visible tests are a first check. The grader
 #   runs more tests (hidden), so passing the visible ones is necessary, not sufficient.
+# - Each test cell defines `make()` (the inputs), `run(...)` (the calls to your functions)
+#   and `check(inputs, outputs)` (the expected values and asserts), and ends with
+#   `check(make(), run(**make()))`. When a test fails, call `run(**make())` yourself to see
+#   what your code returned. Do not give your own functions those three names.
 # - Points: 8 in all.
 
 # %% [setup]
@@ -84,21 +88,46 @@ def kv_cache_bytes(n_layers, n_kv_heads, head_dim, seq_len, batch, bytes_per_ele
     ### END SOLUTION
 
 # %% [test] id=test_cache_bytes points=2
-# one layer, one head of size 1, one token, one sequence, 1 byte: a key and a value
-_got = kv_cache_bytes(1, 1, 1, 1, 1, 1)
-assert _got == 2, f"kv_cache_bytes(1, 1, 1, 1, 1, 1): expected 2 bytes (a key and a value), got {_got}"
+def make():
+    # one layer, one head of size 1, one token, one sequence, 1 byte: a key and a value
+    return {"args": (1, 1, 1, 1, 1, 1)}
+
+
+def run(args):
+    return {"got": kv_cache_bytes(*args)}
+
+
+def check(inputs, outputs):
+    got = outputs["got"]
+    assert got == 2, f"kv_cache_bytes(1, 1, 1, 1, 1, 1): expected 2 bytes (a key and a value), got {got}"
+
+
+check(make(), run(**make()))
 ### BEGIN HIDDEN TESTS
-from lib.attention import kv_cache_bytes as _ref_bytes
-_got = kv_cache_bytes(32, 32, 128, 4096, 1, 2)   # Llama 2 7B, 4k tokens, fp16
-assert _got == 2 * 2**30, (
-    f"kv_cache_bytes(n_layers=32, n_kv_heads=32, head_dim=128, seq_len=4096, batch=1, "
-    f"bytes_per_element=2), Llama 2 7B in fp16: expected {2 * 2**30} bytes (2 GiB), got {_got}")
-for _args in [(80, 8, 128, 4096, 1, 2), (12, 12, 64, 1024, 8, 4), (3, 2, 16, 7, 5, 1)]:
-    _got = kv_cache_bytes(*_args)
-    _want = _ref_bytes(*_args[:4], batch=_args[4], bytes_per_element=_args[5])
-    assert _got == _want, (
-        f"kv_cache_bytes(n_layers, n_kv_heads, head_dim, seq_len, batch, bytes_per_element = "
-        f"{_args}): expected {_want} bytes, got {_got}")
+def make_hidden():
+    return {"llama": (32, 32, 128, 4096, 1, 2),   # Llama 2 7B, 4k tokens, fp16
+            "cases": [(80, 8, 128, 4096, 1, 2), (12, 12, 64, 1024, 8, 4), (3, 2, 16, 7, 5, 1)]}
+
+
+def run_hidden(llama, cases):
+    return {"llama": kv_cache_bytes(*llama), "cases": [kv_cache_bytes(*args) for args in cases]}
+
+
+def check_hidden(inputs, outputs):
+    from lib.attention import kv_cache_bytes as ref_bytes
+
+    got = outputs["llama"]
+    assert got == 2 * 2**30, (
+        f"kv_cache_bytes(n_layers=32, n_kv_heads=32, head_dim=128, seq_len=4096, batch=1, "
+        f"bytes_per_element=2), Llama 2 7B in fp16: expected {2 * 2**30} bytes (2 GiB), got {got}")
+    for args, got in zip(inputs["cases"], outputs["cases"]):
+        want = ref_bytes(*args[:4], batch=args[4], bytes_per_element=args[5])
+        assert got == want, (
+            f"kv_cache_bytes(n_layers, n_kv_heads, head_dim, seq_len, batch, bytes_per_element = "
+            f"{args}): expected {want} bytes, got {got}")
+
+
+check_hidden(make_hidden(), run_hidden(**make_hidden()))
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -141,72 +170,156 @@ def decode_step(x_new, cache_k, cache_v, w_q, w_k, w_v, w_o, n_heads):
     ### END SOLUTION
 
 # %% [test] id=test_decode_first_token points=1
-D, H, DH = 16, 4, 4
-ws = layer_weights(D, H, H, DH)
-x = torch.randn(2, 5, D, generator=torch.Generator().manual_seed(1), dtype=F64)
-out, ck, cv = decode_step(x[:, :1], *empty_cache(2, H, DH), *ws, H)
-assert out.shape == (2, 1, D) and ck.shape == (2, H, 1, DH) and cv.shape == (2, H, 1, DH), (
-    f"decode_step(x_new [2, 1, {D}], empty caches [2, {H}, 0, {DH}], {H} heads): expected out (2, 1, {D}) "
-    f"and caches (2, {H}, 1, {DH}), got out {tuple(out.shape)}, cache_k {tuple(ck.shape)}, "
-    f"cache_v {tuple(cv.shape)}")
-# a single token attends only to itself: its output is its own value, projected
-v0 = (x[:, :1] @ ws[2])
-_err = (out - v0 @ ws[3]).abs().max().item()
-assert _err < 1e-10, (
-    f"decode_step(first token [2, 1, {D}], empty cache): a lone token attends only to itself, so "
-    f"expected out == (x @ w_v) @ w_o within 1e-10, got a max abs error of {_err:.3g}")
+def make():
+    D, H, DH = 16, 4, 4
+    x = torch.randn(2, 5, D, generator=torch.Generator().manual_seed(1), dtype=F64)
+    cache_k, cache_v = empty_cache(2, H, DH)
+    return {"x_new": x[:, :1], "cache_k": cache_k, "cache_v": cache_v, "ws": layer_weights(D, H, H, DH),
+            "n_heads": H}
+
+
+def run(x_new, cache_k, cache_v, ws, n_heads):
+    out, ck, cv = decode_step(x_new, cache_k, cache_v, *ws, n_heads)
+    return {"out": out, "cache_k": ck, "cache_v": cv}
+
+
+def check(inputs, outputs):
+    D, H, DH = 16, 4, 4
+    out, ck, cv = outputs["out"], outputs["cache_k"], outputs["cache_v"]
+    assert out.shape == (2, 1, D) and ck.shape == (2, H, 1, DH) and cv.shape == (2, H, 1, DH), (
+        f"decode_step(x_new [2, 1, {D}], empty caches [2, {H}, 0, {DH}], {H} heads): expected out (2, 1, {D}) "
+        f"and caches (2, {H}, 1, {DH}), got out {tuple(out.shape)}, cache_k {tuple(ck.shape)}, "
+        f"cache_v {tuple(cv.shape)}")
+    # a single token attends only to itself: its output is its own value, projected
+    ws = inputs["ws"]
+    v0 = (inputs["x_new"] @ ws[2])
+    err = (out - v0 @ ws[3]).abs().max().item()
+    assert err < 1e-10, (
+        f"decode_step(first token [2, 1, {D}], empty cache): a lone token attends only to itself, so "
+        f"expected out == (x @ w_v) @ w_o within 1e-10, got a max abs error of {err:.3g}")
+
+
+check(make(), run(**make()))
 
 # %% [test] id=test_decode_mha points=3
 # Decode 6 tokens one at a time with 4 heads (MHA); every output must equal the full layer.
-D, H, DH = 16, 4, 4
-ws = layer_weights(D, H, H, DH, seed=2)
-x = torch.randn(2, 6, D, generator=torch.Generator().manual_seed(2), dtype=F64)
-outs, ck, cv = decode_sequence(x, ws, H, H)
-assert outs.shape == (2, 6, D) and ck.shape == (2, H, 6, DH) and cv.shape == (2, H, 6, DH), (
-    f"decode_sequence(x [2, 6, {D}], {H} heads, {H} kv heads): expected outputs (2, 6, {D}) and caches "
-    f"(2, {H}, 6, {DH}), got {tuple(outs.shape)}, {tuple(ck.shape)}, {tuple(cv.shape)}")
+def make():
+    D, H, DH = 16, 4, 4
+    return {"x": torch.randn(2, 6, D, generator=torch.Generator().manual_seed(2), dtype=F64),
+            "ws": layer_weights(D, H, H, DH, seed=2), "n_heads": H}
+
+
+def run(x, ws, n_heads):
+    outs, ck, cv = decode_sequence(x, ws, n_heads, n_heads)
+    return {"outs": outs, "cache_k": ck, "cache_v": cv}
+
+
+def check(inputs, outputs):
+    D, H, DH = 16, 4, 4
+    outs, ck, cv = outputs["outs"], outputs["cache_k"], outputs["cache_v"]
+    assert outs.shape == (2, 6, D) and ck.shape == (2, H, 6, DH) and cv.shape == (2, H, 6, DH), (
+        f"decode_sequence(x [2, 6, {D}], {H} heads, {H} kv heads): expected outputs (2, 6, {D}) and caches "
+        f"(2, {H}, 6, {DH}), got {tuple(outs.shape)}, {tuple(ck.shape)}, {tuple(cv.shape)}")
+
+
+check(make(), run(**make()))
 ### BEGIN HIDDEN TESTS
-from lib.attention import causal_self_attention as _ref_layer
-_err = (outs - _ref_layer(x, *ws, H, H)).abs().max(dim=-1).values.amax(dim=0)   # [L]
-assert _err.max() < 1e-6, (
-    f"decode_sequence(x [2, 6, {D}], {H} heads, {H} kv heads): expected every output within 1e-6 of the "
-    f"full causal layer, got max abs errors per position {[f'{e:.2g}' for e in _err.tolist()]}")
-# the head size comes from the cache, not from d_model: 4 heads of size 4 on d_model = 12
-_ws12 = layer_weights(12, H, H, DH, seed=5)
-_x12 = torch.randn(1, 3, 12, generator=torch.Generator().manual_seed(5), dtype=F64)
-_outs12, _, _ = decode_sequence(_x12, _ws12, H, H)
-_err = (_outs12 - _ref_layer(_x12, *_ws12, H, H)).abs().max().item()
-assert _err < 1e-6, (
-    f"decode_sequence(x [1, 3, 12], 4 heads of size 4, so n_heads * head_dim = 16 != d_model = 12): "
-    f"expected the full causal layer within 1e-6, got a max abs error of {_err:.3g}")
-# a cache prefilled by someone else: keys rotated at the absolute positions 0, 1, 2, 3, so the
-# new token must be rotated at position 4 (positions count from 0)
-_pk = rope((x[:, :4] @ ws[1]).view(2, 4, H, DH).transpose(1, 2), 0)     # [2, H, 4, DH]
-_pv = (x[:, :4] @ ws[2]).view(2, 4, H, DH).transpose(1, 2)
-_out4, _, _ = decode_step(x[:, 4:5], _pk, _pv, *ws, H)
-_err = (_out4 - _ref_layer(x[:, :5], *ws, H, H)[:, 4:5]).abs().max().item()
-assert _err < 1e-6, (
-    f"decode_step(token 4 of x [2, 6, {D}], a cache of 4 positions rotated at 0..3): expected the full "
-    f"causal layer's output at position 4 within 1e-6, got a max abs error of {_err:.3g}")
+def make_hidden():
+    D, H, DH = 16, 4, 4
+    x = torch.randn(2, 6, D, generator=torch.Generator().manual_seed(2), dtype=F64)
+    ws = layer_weights(D, H, H, DH, seed=2)
+    # a cache prefilled by someone else: keys rotated at the absolute positions 0, 1, 2, 3, so the
+    # new token must be rotated at position 4 (positions count from 0)
+    prefilled_k = rope((x[:, :4] @ ws[1]).view(2, 4, H, DH).transpose(1, 2), 0)     # [2, H, 4, DH]
+    prefilled_v = (x[:, :4] @ ws[2]).view(2, 4, H, DH).transpose(1, 2)
+    # the head size comes from the cache, not from d_model: 4 heads of size 4 on d_model = 12
+    return {"x": x, "ws": ws, "n_heads": H,
+            "x12": torch.randn(1, 3, 12, generator=torch.Generator().manual_seed(5), dtype=F64),
+            "ws12": layer_weights(12, H, H, DH, seed=5),
+            "x_new": x[:, 4:5], "prefilled_k": prefilled_k, "prefilled_v": prefilled_v}
+
+
+def run_hidden(x, ws, n_heads, x12, ws12, x_new, prefilled_k, prefilled_v):
+    outs, _, _ = decode_sequence(x, ws, n_heads, n_heads)
+    outs12, _, _ = decode_sequence(x12, ws12, n_heads, n_heads)
+    out4, _, _ = decode_step(x_new, prefilled_k, prefilled_v, *ws, n_heads)
+    return {"outs": outs, "outs12": outs12, "out4": out4}
+
+
+def check_hidden(inputs, outputs):
+    from lib.attention import causal_self_attention as ref_layer
+
+    D, H = 16, 4
+    x, ws = inputs["x"], inputs["ws"]
+    err = (outputs["outs"] - ref_layer(x, *ws, H, H)).abs().max(dim=-1).values.amax(dim=0)   # [L]
+    assert err.max() < 1e-6, (
+        f"decode_sequence(x [2, 6, {D}], {H} heads, {H} kv heads): expected every output within 1e-6 of the "
+        f"full causal layer, got max abs errors per position {[f'{e:.2g}' for e in err.tolist()]}")
+    err = (outputs["outs12"] - ref_layer(inputs["x12"], *inputs["ws12"], H, H)).abs().max().item()
+    assert err < 1e-6, (
+        f"decode_sequence(x [1, 3, 12], 4 heads of size 4, so n_heads * head_dim = 16 != d_model = 12): "
+        f"expected the full causal layer within 1e-6, got a max abs error of {err:.3g}")
+    err = (outputs["out4"] - ref_layer(x[:, :5], *ws, H, H)[:, 4:5]).abs().max().item()
+    assert err < 1e-6, (
+        f"decode_step(token 4 of x [2, 6, {D}], a cache of 4 positions rotated at 0..3): expected the full "
+        f"causal layer's output at position 4 within 1e-6, got a max abs error of {err:.3g}")
+
+
+check_hidden(make_hidden(), run_hidden(**make_hidden()))
 ### END HIDDEN TESTS
 
 # %% [test] id=test_decode_gqa points=2
 # The same with grouped key/value heads: 2 kv heads (GQA) and 1 kv head (MQA) for 4 query heads.
-D, H, DH = 16, 4, 4
-x = torch.randn(2, 6, D, generator=torch.Generator().manual_seed(4), dtype=F64)
-for n_kv in (2, 1):
-    ws = layer_weights(D, H, n_kv, DH, seed=3)
-    outs, ck, cv = decode_sequence(x, ws, H, n_kv)
-    assert outs.shape == (2, 6, D) and ck.shape == (2, n_kv, 6, DH), (
-        f"decode_sequence(x [2, 6, {D}], {H} heads, {n_kv} kv heads): expected outputs (2, 6, {D}) and "
-        f"cache_k (2, {n_kv}, 6, {DH}), got {tuple(outs.shape)} and {tuple(ck.shape)}")
+def make():
+    D, H, DH = 16, 4, 4
+    return {"x": torch.randn(2, 6, D, generator=torch.Generator().manual_seed(4), dtype=F64), "n_heads": H,
+            "n_kvs": [2, 1], "weights": [layer_weights(D, H, n_kv, DH, seed=3) for n_kv in (2, 1)]}
+
+
+def run(x, n_heads, n_kvs, weights):
+    outs, caches = [], []
+    for n_kv, ws in zip(n_kvs, weights):
+        out, ck, _ = decode_sequence(x, ws, n_heads, n_kv)
+        outs.append(out)
+        caches.append(ck)
+    return {"outs": outs, "cache_k": caches}
+
+
+def check(inputs, outputs):
+    D, H, DH = 16, 4, 4
+    for n_kv, outs, ck in zip(inputs["n_kvs"], outputs["outs"], outputs["cache_k"]):
+        assert outs.shape == (2, 6, D) and ck.shape == (2, n_kv, 6, DH), (
+            f"decode_sequence(x [2, 6, {D}], {H} heads, {n_kv} kv heads): expected outputs (2, 6, {D}) and "
+            f"cache_k (2, {n_kv}, 6, {DH}), got {tuple(outs.shape)} and {tuple(ck.shape)}")
+
+
+check(make(), run(**make()))
 ### BEGIN HIDDEN TESTS
-from lib.attention import causal_self_attention as _ref_layer
-for _n_kv in (2, 1):
-    _ws = layer_weights(D, H, _n_kv, DH, seed=3)
-    _outs, _, _ = decode_sequence(x, _ws, H, _n_kv)
-    _err = (_outs - _ref_layer(x, *_ws, H, _n_kv)).abs().max().item()
-    assert _err < 1e-6, (
-        f"decode_sequence(x [2, 6, {D}], {H} heads, {_n_kv} kv heads): expected the full causal layer "
-        f"within 1e-6, got a max abs error of {_err:.3g}")
+def make_hidden():
+    D, H, DH = 16, 4, 4
+    return {"x": torch.randn(2, 6, D, generator=torch.Generator().manual_seed(4), dtype=F64), "n_heads": H,
+            "n_kvs": [2, 1], "weights": [layer_weights(D, H, n_kv, DH, seed=3) for n_kv in (2, 1)]}
+
+
+def run_hidden(x, n_heads, n_kvs, weights):
+    outs = []
+    for n_kv, ws in zip(n_kvs, weights):
+        out, _, _ = decode_sequence(x, ws, n_heads, n_kv)
+        outs.append(out)
+    return {"outs": outs}
+
+
+def check_hidden(inputs, outputs):
+    from lib.attention import causal_self_attention as ref_layer
+
+    D, H = 16, 4
+    x = inputs["x"]
+    for n_kv, ws, outs in zip(inputs["n_kvs"], inputs["weights"], outputs["outs"]):
+        err = (outs - ref_layer(x, *ws, H, n_kv)).abs().max().item()
+        assert err < 1e-6, (
+            f"decode_sequence(x [2, 6, {D}], {H} heads, {n_kv} kv heads): expected the full causal layer "
+            f"within 1e-6, got a max abs error of {err:.3g}")
+
+
+check_hidden(make_hidden(), run_hidden(**make_hidden()))
 ### END HIDDEN TESTS
