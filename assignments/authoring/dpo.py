@@ -16,6 +16,10 @@
 #   the notebook, and the feedback names the line.
 # - Run the test cell under each answer: the visible tests are a first check. The grader
 #   runs more tests (hidden), so passing the visible ones is necessary, not sufficient.
+# - Each test cell defines `make()` (the inputs), `run(...)` (the calls to your functions)
+#   and `check(inputs, outputs)` (the expected values and asserts), and ends with
+#   `check(make(), run(**make()))`. When a test fails, call `run(**make())` yourself to see
+#   what your code returned. Do not give your own functions those three names.
 # - Points: 8 in all.
 
 # %% [setup]
@@ -67,28 +71,51 @@ def response_logprobs(logits, input_ids, response_mask):
     ### END SOLUTION
 
 # %% [test] id=test_response_logprobs points=4
-_table = torch.zeros(4, 4, dtype=torch.float64)                          # uniform model
-_ids = torch.tensor([[1, 2, 3, 0]])
-_mask = torch.tensor([[False, True, True, False]])
-check_close(response_logprobs(bigram_logits(_table, _ids), _ids, _mask), [2 * math.log(0.25)])
+def make():
+    return {"table": torch.zeros(4, 4, dtype=torch.float64),                 # uniform model
+            "input_ids": torch.tensor([[1, 2, 3, 0]]),
+            "response_mask": torch.tensor([[False, True, True, False]])}
+
+
+def run(table, input_ids, response_mask):
+    return {"logp": response_logprobs(bigram_logits(table, input_ids), input_ids, response_mask)}
+
+
+def check(inputs, outputs):
+    check_close(outputs["logp"], [2 * math.log(0.25)])
+
+
+check(make(), run(**make()))
 ### BEGIN HIDDEN TESTS
-from lib.preference import sequence_logprobs as _ref_seq
-_g = torch.Generator().manual_seed(5)
-_table = torch.randn(7, 7, generator=_g, dtype=torch.float64) * 2
-# prompt [5, 3] (2 tokens); responses of lengths 3 and 1; pad id 0
-_ids = torch.tensor([[5, 3, 2, 4, 6], [5, 3, 6, 0, 0]])
-_mask = torch.tensor([[False, False, True, True, True], [False, False, True, False, False]])
-_logits = bigram_logits(_table, _ids)
-_lp = torch.log_softmax(_table, -1)
-_by_hand = [_lp[3, 2] + _lp[2, 4] + _lp[4, 6], _lp[3, 6]]
-check_close(response_logprobs(_logits, _ids, _mask), torch.stack(_by_hand))
-check_close(response_logprobs(_logits, _ids, _mask),
-            _ref_seq(_logits[:, :-1], _ids[:, 1:], _mask[:, 1:]))
-# log p = -1000 underflows exp() even in float64: log(softmax) would give -inf here
-_big = bigram_logits(torch.tensor([[0.0, 1000.0], [1000.0, 0.0]], dtype=torch.float64),
-                     torch.tensor([[0, 0, 1]]))
-check_close(response_logprobs(_big, torch.tensor([[0, 0, 1]]), torch.tensor([[False, True, True]])),
-            [-1000.0])
+def make_hidden():
+    g = torch.Generator().manual_seed(5)
+    # prompt [5, 3] (2 tokens); responses of lengths 3 and 1; pad id 0
+    return {"table": torch.randn(7, 7, generator=g, dtype=torch.float64) * 2,
+            "input_ids": torch.tensor([[5, 3, 2, 4, 6], [5, 3, 6, 0, 0]]),
+            "response_mask": torch.tensor([[False, False, True, True, True], [False, False, True, False, False]]),
+            # log p = -1000 underflows exp() even in float64: log(softmax) would give -inf here
+            "big_table": torch.tensor([[0.0, 1000.0], [1000.0, 0.0]], dtype=torch.float64),
+            "big_ids": torch.tensor([[0, 0, 1]]), "big_mask": torch.tensor([[False, True, True]])}
+
+
+def run_hidden(table, input_ids, response_mask, big_table, big_ids, big_mask):
+    return {"logp": response_logprobs(bigram_logits(table, input_ids), input_ids, response_mask),
+            "big": response_logprobs(bigram_logits(big_table, big_ids), big_ids, big_mask)}
+
+
+def check_hidden(inputs, outputs):
+    from lib.preference import sequence_logprobs as ref_seq
+
+    table, ids, mask = inputs["table"], inputs["input_ids"], inputs["response_mask"]
+    logits = bigram_logits(table, ids)
+    lp = torch.log_softmax(table, -1)
+    by_hand = [lp[3, 2] + lp[2, 4] + lp[4, 6], lp[3, 6]]
+    check_close(outputs["logp"], torch.stack(by_hand))
+    check_close(outputs["logp"], ref_seq(logits[:, :-1], ids[:, 1:], mask[:, 1:]))
+    check_close(outputs["big"], [-1000.0])
+
+
+check_hidden(make_hidden(), run_hidden(**make_hidden()))
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -117,45 +144,124 @@ def dpo_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta=0.1)
     ### END SOLUTION
 
 # %% [test] id=test_dpo_loss points=2
-_zero = torch.zeros(3, dtype=torch.float64)
-check_close(dpo_loss(_zero, _zero, _zero, _zero)[0], math.log(2))
+def make():
+    return {"zero": torch.zeros(3, dtype=torch.float64)}
+
+
+def run(zero):
+    return {"loss": dpo_loss(zero, zero, zero, zero)[0]}
+
+
+def check(inputs, outputs):
+    check_close(outputs["loss"], math.log(2))
+
+
+check(make(), run(**make()))
 ### BEGIN HIDDEN TESTS
-from lib.preference import dpo_loss as _ref_dpo
-_g = torch.Generator().manual_seed(6)
-_args = [-20 * torch.rand(8, generator=_g, dtype=torch.float64) for _ in range(4)]
-for _beta in (0.1, 0.5):
-    check_close(dpo_loss(*_args, beta=_beta)[0], _ref_dpo(*_args, beta=_beta)[0])
-# z = -50000: sigmoid(beta z) underflows to 0, but the loss is finite, beta * 50000 = 5000
-_far = [torch.tensor([v], dtype=torch.float64) for v in (-50000.0, 0.0, 0.0, 0.0)]
-check_close(dpo_loss(*_far, beta=0.1)[0], 5000.0, tol=1e-6)
+def make_hidden():
+    g = torch.Generator().manual_seed(6)
+    return {"args": [-20 * torch.rand(8, generator=g, dtype=torch.float64) for _ in range(4)],
+            "betas": [0.1, 0.5],
+            # z = -50000: sigmoid(beta z) underflows to 0, but the loss is finite, beta * 50000 = 5000
+            "far": [torch.tensor([v], dtype=torch.float64) for v in (-50000.0, 0.0, 0.0, 0.0)]}
+
+
+def run_hidden(args, betas, far):
+    return {"loss": [dpo_loss(*args, beta=beta)[0] for beta in betas], "far": dpo_loss(*far, beta=0.1)[0]}
+
+
+def check_hidden(inputs, outputs):
+    from lib.preference import dpo_loss as ref_dpo
+
+    for beta, loss in zip(inputs["betas"], outputs["loss"]):
+        check_close(loss, ref_dpo(*inputs["args"], beta=beta)[0])
+    check_close(outputs["far"], 5000.0, tol=1e-6)
+
+
+check_hidden(make_hidden(), run_hidden(**make_hidden()))
 ### END HIDDEN TESTS
 
 # %% [test] id=test_dpo_rewards points=1
-_pc = torch.tensor([-3.0, -4.0], dtype=torch.float64, requires_grad=True)
-_out = dpo_loss(_pc, torch.tensor([-5.0, -1.0]), torch.tensor([-4.0, -4.0]), torch.tensor([-5.0, -2.0]), beta=0.5)
-check_close(_out[1], [0.5, 0.0])
+def make():
+    return {"policy_chosen": torch.tensor([-3.0, -4.0], dtype=torch.float64, requires_grad=True),
+            "policy_rejected": torch.tensor([-5.0, -1.0]), "ref_chosen": torch.tensor([-4.0, -4.0]),
+            "ref_rejected": torch.tensor([-5.0, -2.0])}
+
+
+def run(policy_chosen, policy_rejected, ref_chosen, ref_rejected):
+    out = dpo_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta=0.5)
+    return {"chosen_rewards": out[1]}
+
+
+def check(inputs, outputs):
+    check_close(outputs["chosen_rewards"], [0.5, 0.0])
+
+
+check(make(), run(**make()))
 ### BEGIN HIDDEN TESTS
-from lib.preference import dpo_loss as _ref_dpo
-check_close(_out[2], [0.0, 0.5])
-assert not _out[1].requires_grad and not _out[2].requires_grad, "rewards must be detached"
-_g = torch.Generator().manual_seed(7)
-_args = [-20 * torch.rand(5, generator=_g, dtype=torch.float64) for _ in range(4)]
-_ref_out = _ref_dpo(*_args, beta=0.2)
-_got = dpo_loss(*_args, beta=0.2)
-check_close(_got[1], _ref_out[1])
-check_close(_got[2], _ref_out[2])
+def make_hidden():
+    g = torch.Generator().manual_seed(7)
+    return {"example": [torch.tensor([-3.0, -4.0], dtype=torch.float64, requires_grad=True),
+                        torch.tensor([-5.0, -1.0]), torch.tensor([-4.0, -4.0]), torch.tensor([-5.0, -2.0])],
+            "args": [-20 * torch.rand(5, generator=g, dtype=torch.float64) for _ in range(4)]}
+
+
+def run_hidden(example, args):
+    out = dpo_loss(*example, beta=0.5)
+    got = dpo_loss(*args, beta=0.2)
+    return {"rejected_rewards": out[2], "requires_grad": [out[1].requires_grad, out[2].requires_grad],
+            "random_rewards": [got[1], got[2]]}
+
+
+def check_hidden(inputs, outputs):
+    from lib.preference import dpo_loss as ref_dpo
+
+    check_close(outputs["rejected_rewards"], [0.0, 0.5])
+    assert not any(outputs["requires_grad"]), "rewards must be detached"
+    ref_out = ref_dpo(*inputs["args"], beta=0.2)
+    check_close(outputs["random_rewards"][0], ref_out[1])
+    check_close(outputs["random_rewards"][1], ref_out[2])
+
+
+check_hidden(make_hidden(), run_hidden(**make_hidden()))
 ### END HIDDEN TESTS
 
 # %% [test] id=test_dpo_gradient points=1
-_pc = torch.zeros(2, dtype=torch.float64, requires_grad=True)
-dpo_loss(_pc, torch.zeros(2, dtype=torch.float64), torch.zeros(2, dtype=torch.float64),
-         torch.zeros(2, dtype=torch.float64), beta=0.1)[0].backward()
-check_close(_pc.grad, [-0.1 * 0.5 / 2, -0.1 * 0.5 / 2])
+def make():
+    return {"policy_chosen": torch.zeros(2, dtype=torch.float64, requires_grad=True),
+            "policy_rejected": torch.zeros(2, dtype=torch.float64),
+            "ref_chosen": torch.zeros(2, dtype=torch.float64), "ref_rejected": torch.zeros(2, dtype=torch.float64)}
+
+
+def run(policy_chosen, policy_rejected, ref_chosen, ref_rejected):
+    dpo_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta=0.1)[0].backward()
+    return {"grad": policy_chosen.grad}
+
+
+def check(inputs, outputs):
+    check_close(outputs["grad"], [-0.1 * 0.5 / 2, -0.1 * 0.5 / 2])
+
+
+check(make(), run(**make()))
 ### BEGIN HIDDEN TESTS
-_g = torch.Generator().manual_seed(8)
-_pc = (-10 * torch.rand(4, generator=_g, dtype=torch.float64)).requires_grad_(True)
-_pr, _rc, _rr = (-10 * torch.rand(4, generator=_g, dtype=torch.float64) for _ in range(3))
-dpo_loss(_pc, _pr, _rc, _rr, beta=0.3)[0].backward()
-_z = (_pc.detach() - _pr) - (_rc - _rr)
-check_close(_pc.grad, -0.3 * torch.sigmoid(-0.3 * _z) / 4)
+def make_hidden():
+    g = torch.Generator().manual_seed(8)
+    policy_chosen = (-10 * torch.rand(4, generator=g, dtype=torch.float64)).requires_grad_(True)
+    policy_rejected, ref_chosen, ref_rejected = (-10 * torch.rand(4, generator=g, dtype=torch.float64)
+                                                 for _ in range(3))
+    return {"policy_chosen": policy_chosen, "policy_rejected": policy_rejected, "ref_chosen": ref_chosen,
+            "ref_rejected": ref_rejected}
+
+
+def run_hidden(policy_chosen, policy_rejected, ref_chosen, ref_rejected):
+    dpo_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta=0.3)[0].backward()
+    return {"grad": policy_chosen.grad}
+
+
+def check_hidden(inputs, outputs):
+    z = (inputs["policy_chosen"].detach() - inputs["policy_rejected"]) - (inputs["ref_chosen"] - inputs["ref_rejected"])
+    check_close(outputs["grad"], -0.3 * torch.sigmoid(-0.3 * z) / 4)
+
+
+check_hidden(make_hidden(), run_hidden(**make_hidden()))
 ### END HIDDEN TESTS
