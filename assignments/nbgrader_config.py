@@ -28,6 +28,11 @@ c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedE
 CELL_TIMEOUT = int(os.environ.get("MLFS_CELL_TIMEOUT", 30))
 MEMORY_MB = int(os.environ.get("MLFS_MEMORY_MB", 3072))
 
+# A plain `nbgrader autograde` runs the full test cells (checks included) in the kernel,
+# which then needs `lib`, the hidden tests' oracle; `make autograde` sets 0: its kernels
+# run only the student half of each test, and the checks run in the trusted re-check.
+os.environ.setdefault("MLFS_KERNEL_LIB", "1")
+
 # The grader package sits at the repository's root (MLFS_ROOT when the course is a copy);
 # nbgrader loads this file by path, so the root goes on the module search path here.
 sys.path.insert(0, os.environ.get("MLFS_ROOT", str(Path(__file__).resolve().parents[1])))

@@ -102,8 +102,13 @@ def submit(course: Path, student: str, name: str, notebook: dict | Path | bytes)
 
 
 def autograde(course: Path, name: str) -> subprocess.CompletedProcess:
-    """Autograde every submission of ``name`` in ``course`` (one nbgrader call)."""
-    return nbgrader(course, "autograde", name, "--force")
+    """Autograde every submission of ``name`` in ``course`` (one nbgrader call).
+
+    This is plain nbgrader: each test cell runs whole (make, run and check) in the
+    sandboxed kernel, which therefore gets ``lib``, the checks' oracle. ``make autograde``
+    (:func:`grader.pipeline.grade_batch`) grades differently: see ``assignments/README.md``.
+    """
+    return nbgrader(course, "autograde", name, "--force", env={"MLFS_KERNEL_LIB": "1"})
 
 
 def cell_scores(course: Path, name: str, student: str) -> dict[str, tuple[float, float]]:

@@ -238,25 +238,14 @@ def policy_zeroes(layout: Layout, sub: Submission) -> dict[str, str]:
 def recheck(name: str, layout: Layout, subs: list[Submission], scratch: Path,
             cell_timeout: float) -> dict:
     """Run the trusted re-check (``python -m grader.split``) on every submission of one assignment."""
-    from grader import split
-
-    job = {"setup": layout.setup, "tests": list(layout.tests.items()),
-           "cell_timeout": cell_timeout,
-           "with_lib": "lib" in policy.imported_roots(layout.setup),
+    job = {"setup": layout.setup, "tests": list(layout.tests.items()), "cell_timeout": cell_timeout,
            "submissions": [{"student": s.student, "cells": list(s.answers.items())} for s in subs]}
-    module = "grader.split"
-    if not all(split.is_split(source) for source in layout.tests.values()):
-        module = "grader.recheck"  # an assignment not yet written as make/run/check
-        setup_names = layout.setup_names
-        for entry, sub in zip(job["submissions"], subs):
-            entry["names"] = sorted(n for n in set().union(*map(
-                policy.top_level_names, sub.answers.values())) - setup_names if not n.startswith("_"))
     job_path, result_path = scratch / f"{name}-job.json", scratch / f"{name}-result.json"
     scratch.mkdir(parents=True, exist_ok=True)
     job_path.write_text(json.dumps(job))
     limit = 60 + len(subs) * (len(layout.tests) + 2) * (cell_timeout + 5)
     try:
-        subprocess.run([sys.executable, "-m", module, str(job_path), str(result_path)],
+        subprocess.run([sys.executable, "-m", "grader.split", str(job_path), str(result_path)],
                        timeout=limit, cwd=course.ROOT, capture_output=True, check=False)
     except subprocess.TimeoutExpired:
         pass
@@ -453,7 +442,7 @@ def grade_batch(submissions: Path, out: Path, *, cell_timeout: int | None = None
     known = set(course.assignment_names())
     names = sorted({s.assignment for s in subs} & known)
     cell_timeout = int(cell_timeout or os.environ.get("MLFS_CELL_TIMEOUT", 30))
-    env = {"MLFS_CELL_TIMEOUT": str(cell_timeout)}
+    env = {"MLFS_CELL_TIMEOUT": str(cell_timeout), "MLFS_KERNEL_LIB": "0"}  # no lib in the kernel
     if memory_mb:
         env["MLFS_MEMORY_MB"] = str(memory_mb)
     os.environ.update(env)
@@ -503,8 +492,6 @@ def _keep_checks_out_of_the_kernel(course_dir: Path, name: str) -> None:
     path = course_dir / "source" / name / f"{name}.ipynb"
     notebook = json.loads(path.read_text())
     tests = [c for c in notebook["cells"] if _meta(c).get("grade") and not _meta(c).get("solution")]
-    if not all(split.is_split(_text(c)) for c in tests):
-        return  # an assignment not yet written as make/run/check keeps its tests in the kernel
     for cell in tests:
         cell["source"] = split.student_half(_text(cell))
     path.write_text(json.dumps(notebook, indent=1))

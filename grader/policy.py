@@ -2,7 +2,7 @@
 
 It runs in the grader's own process on the text of each answer cell (``ast``), so nothing
 the student writes can switch it off. It is the first of two defences (the second is the
-trusted re-check in ``tools/recheck.py``, which holds even against code that slips past
+trusted re-check in ``grader/split.py``, which holds even against code that slips past
 this one); it names the rule a cell breaks so that the feedback can say so.
 
 Two kinds of finding:

@@ -8,16 +8,16 @@ Two programs use it:
   so every notebook nbgrader executes gets a sandboxed IPython kernel. The kernel and
   nbgrader talk over Unix sockets (ZeroMQ's ``ipc`` transport) in a folder bound into the
   sandbox, because a kernel without a network namespace has no ``localhost`` to share;
-* the trusted re-check (``grader/split.py``), which runs the student's answer cells in a
-  sandboxed process and calls them from outside.
+* the trusted re-check (``grader/split.py``), whose student side runs the answer cells and
+  each test's ``run`` in a sandboxed process (it sees ``grader/`` read-only, for its own code).
 
 What the sandbox sees: ``/usr`` and a few files of ``/etc`` read-only, the Python
-installation and the virtualenv read-only, ``lib/`` read-only only when asked for (the
-hidden tests use it as their oracle), the submission's own folder read-only as the working
+installation and the virtualenv read-only, the submission's own folder read-only as the working
 directory, and a fresh, size-limited ``tmpfs`` as ``/tmp`` and ``$HOME`` (the only writable
 place; it vanishes with the sandbox). A grading kernel also sees its own socket folder,
-and no other kernel's. The repository, the course folder (instructor source, gradebook,
-other students' work) and the network do not exist inside it.
+and no other kernel's. The repository (``lib/`` with the reference answers included), the course
+folder (instructor source, gradebook, other students' work) and the network do not exist
+inside it: the hidden tests' expected values are computed outside, by the re-check.
 
 Limits (environment variables read when the sandbox starts; ``nbgrader_config.py`` sets
 the defaults):
@@ -104,10 +104,11 @@ def bwrap_argv(command: list[str], *, workdir: Path | None = None,
     for name in PASSED_ENV:
         if name in os.environ:
             argv += ["--setenv", name, os.environ[name]]
-    # `import lib` (when mounted) and `import grader` (the re-check's student side) resolve
-    # to this checkout's folders, whatever the virtualenv's editable install points at (a
-    # venv shared with, or symlinked from, another checkout); nothing else of it is mounted
-    argv += ["--setenv", "PYTHONPATH", str(ROOT)]
+    if with_lib or any(Path(p).is_relative_to(ROOT) for p in read_only):
+        # `import grader` (the re-check's student side) and `import lib` (when mounted)
+        # resolve to this checkout's folders, whatever the virtualenv's editable install
+        # points at (a venv shared with, or symlinked from, another checkout)
+        argv += ["--setenv", "PYTHONPATH", str(ROOT)]
     # The sandbox's root is a tmpfs: make it read-only, so that only /tmp (and
     # the kernel's socket folder) can be written.
     argv += ["--remount-ro", "/", "--chdir", str(workdir or "/tmp"), "--", *command]
@@ -249,12 +250,16 @@ def kernel_argv(connection_file: str, extra: list[str]) -> list[str]:
 
     The kernel sees its connection file (read-only) and its own socket folder, the parent
     folder of the ``ip`` its connection file names (see :func:`private_ipc_kernel_manager`).
+    It sees ``lib`` only when ``MLFS_KERNEL_LIB=1``: a plain ``nbgrader autograde`` runs the
+    full test cells, checks included, in the kernel and needs their oracle
+    (``nbgrader_config.py`` makes that the default); ``make autograde`` sets 0, because its
+    kernels run the student half of each test and the checks run in the trusted re-check.
     """
     connection = Path(connection_file).resolve()
     ipc_folder = Path(json.loads(connection.read_text())["ip"]).parent
     return bwrap_argv([sys.executable, "-m", "ipykernel_launcher", "-f", str(connection), *extra],
                       workdir=Path.cwd(), read_only=(Path.cwd(), connection),
-                      read_write=(ipc_folder,), with_lib=True)
+                      read_write=(ipc_folder,), with_lib=os.environ.get("MLFS_KERNEL_LIB") == "1")
 
 
 def run_kernel(connection_file: str, extra: list[str]) -> None:

@@ -287,13 +287,12 @@ def student_main() -> None:
 class StudentProcess:
     """A sandboxed ``python -m grader.split --student`` with the answer cells loaded."""
 
-    def __init__(self, setup: list[str], cells: list[tuple[str, str]], *, with_lib: bool,
-                 timeout: float):
+    def __init__(self, setup: list[str], cells: list[tuple[str, str]], *, timeout: float):
         from grader import sandbox
 
         self.timeout = timeout
         argv = sandbox.bwrap_argv([sys.executable, "-m", "grader.split", "--student"],
-                                  read_only=(Path(__file__).resolve().parent,), with_lib=with_lib)
+                                  read_only=(Path(__file__).resolve().parent,))
         self.process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                         stderr=subprocess.DEVNULL,
                                         preexec_fn=sandbox.limit_resources)
@@ -437,8 +436,7 @@ def recheck_submission(job: dict, submission: dict) -> dict:
     for grade_id, source in job["tests"]:
         if startup_failure is None and student is None:
             try:
-                student = StudentProcess(job["setup"], submission["cells"],
-                                         with_lib=job["with_lib"], timeout=timeout)
+                student = StudentProcess(job["setup"], submission["cells"], timeout=timeout)
                 cell_errors.update(student.errors)
             except (StudentTimeout, StudentDied) as error:
                 startup_failure = "your answer cells could not be loaded: " + _describe(error, timeout, None)

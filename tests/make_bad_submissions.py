@@ -151,7 +151,7 @@ def cases(a: Assignment, other: Assignment | None, small: bool) -> list[tuple]:
          "and a function argument, which the static policy cannot see; answers are wrong",
          _evasive_patch(a), a.zero, []),
         ("read_instructor_files", "hostile", f"answer `{t}` works only if it can read the "
-         "instructor's source notebook or the gradebook from disk",
+         "instructor's source notebook, the gradebook or lib's reference answers from disk",
          a.prefixed(t, _reader(a.name)), a.without(t), ["could not read"]),
         ("write_outside", "hostile", f"answer `{t}` writes files outside its folder "
          "(course root, repository, submission folder) and fails if it cannot",
@@ -262,7 +262,8 @@ def _evasive_patch(a: Assignment) -> dict:
 def _reader(name: str) -> str:
     candidates = [f"../../../source/{name}/{name}.ipynb", "../../../gradebook.db",
                   str(ROOT / "assignments" / "source" / name / f"{name}.ipynb"),
-                  str(ROOT / "assignments" / "authoring" / f"{name}.py")]
+                  str(ROOT / "assignments" / "authoring" / f"{name}.py"),
+                  str(ROOT / "lib" / "numerics.py")]   # the reference answers
     return ("import numpy as np\n_stolen = None\n"
             f"for _path in {candidates!r}:\n"
             "    try:\n        _stolen = np.fromfile(_path, dtype=np.uint8)\n        break\n"

@@ -217,9 +217,10 @@ def test_sandbox_cannot_read_the_course_or_the_repository(tmp_path):
     (workdir / "a.ipynb").write_text("{}")
     targets = [str(secret), str(course_dir / "gradebook.db"), "../../../gradebook.db",
                "../../../source/a/a.ipynb", str(ROOT / "assignments" / "nbgrader_config.py"),
-               str(ROOT / "tests" / "test_assignments.py"), "/etc/shadow", "a.ipynb"]
-    seen = run_sandboxed(PROBE % targets, tmp_path, workdir=workdir, read_only=(workdir,),
-                         with_lib=True)
+               str(ROOT / "tests" / "test_assignments.py"), "/etc/shadow", "a.ipynb",
+               str(ROOT / "lib" / "numerics.py"),      # the reference answers (issue 23, item 10)
+               str(ROOT / "lib" / "attention" / "sdpa.py")]
+    seen = run_sandboxed(PROBE % targets, tmp_path, workdir=workdir, read_only=(workdir,))
     assert seen.pop("a.ipynb") == "read", "the submission's own folder must stay readable"
     assert all(v != "read" for v in seen.values()), seen
 
@@ -244,11 +245,11 @@ def test_sandbox_writes_only_to_its_own_tmp(tmp_path):
     workdir.mkdir()
     mounted = [str(workdir / "pwned.txt"),                 # the submission folder
                str(Path(sys.prefix) / "pwned.txt"),        # the virtualenv
-               str(sandbox.LIB / "pwned.txt"),             # lib
+               str(ROOT / "lib" / "pwned.txt"),            # lib (not even mounted)
                "/pwned.txt"]                               # the root
     repository = str(ROOT / "pwned.txt")
     seen = run_sandboxed(WRITER % [*mounted, repository, "/tmp/allowed.txt"], tmp_path,
-                         workdir=workdir, read_only=(workdir,), with_lib=True)
+                         workdir=workdir, read_only=(workdir,))
     assert seen.pop("/tmp/allowed.txt") == "written"
     for path in mounted:
         assert seen[path] != "written", seen
@@ -346,6 +347,8 @@ print(json.dumps({"error": error, "children": children}))
 
 def test_each_grading_kernel_gets_a_socket_folder_of_its_own(tmp_path, monkeypatch):
     monkeypatch.setenv("MLFS_IPC_DIR", str(tmp_path))
+    monkeypatch.chdir(tmp_path)                            # a kernel runs in the submission's folder
+    monkeypatch.setenv("MLFS_KERNEL_LIB", "0")             # as `make autograde` sets it
     manager = sandbox.private_ipc_kernel_manager()
     first, second = manager(transport="ipc"), manager(transport="ipc")
     folders = {Path(first.ip).parent, Path(second.ip).parent}
@@ -356,6 +359,12 @@ def test_each_grading_kernel_gets_a_socket_folder_of_its_own(tmp_path, monkeypat
         argv = sandbox.kernel_argv(km.connection_file, [])
         writable = {argv[i + 1] for i, arg in enumerate(argv) if arg == "--bind"}
         assert writable == {str(Path(km.ip).parent)}, argv
+        # issue 23, item 10: nothing of the checkout (lib's reference answers) is mounted
+        mounted = {argv[i + 1] for i, arg in enumerate(argv) if arg.endswith("bind")}
+        mounted -= {str(p) for p in sandbox._python_roots()}   # the virtualenv may sit in the checkout
+        assert not any(Path(m).is_relative_to(ROOT) for m in mounted), argv
+    monkeypatch.setenv("MLFS_KERNEL_LIB", "1")             # a plain `nbgrader autograde`
+    assert str(ROOT / "lib") in sandbox.kernel_argv(first.connection_file, [])
 
 
 def test_missing_bubblewrap_stops_grading_with_a_clear_message(monkeypatch):
@@ -366,7 +375,7 @@ def test_missing_bubblewrap_stops_grading_with_a_clear_message(monkeypatch):
 
 def test_without_bubblewrap_the_grader_refuses_before_running_any_cell(monkeypatch):
     import nbformat
-    from grader_execute import SandboxExecute
+    from grader.execute import SandboxExecute
 
     monkeypatch.setattr(sandbox.shutil, "which", lambda name: None)
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("print('ran')")])
@@ -402,7 +411,6 @@ def recheck(tmp_path: Path, tests: dict[str, str], answers: dict[str, str],
             timeout: float = 20) -> dict:
     """Re-check each answer (``{student: source}``, in that order) in one job, as a batch does."""
     job = {"setup": [SETUP_SRC], "tests": list(tests.items()), "cell_timeout": timeout,
-           "with_lib": False,
            "submissions": [{"student": who, "cells": [["answer", code]]} for who, code in answers.items()]}
     (tmp_path / "job.json").write_text(json.dumps(job))
     split.recheck_main(tmp_path / "job.json", tmp_path / "out.json")
@@ -745,9 +753,9 @@ def test_a_reference_solution_short_of_full_marks_refuses_the_batch(tmp_path, mo
 def test_a_checkout_whose_virtualenv_is_a_symlink_to_another_checkouts_grades_right(tmp_path):
     """Issue 14 item 1, literally: a second checkout whose `.venv` is a symbolic link to this
     checkout's virtualenv (whose editable install maps `lib` to *this* checkout, which the
-    second checkout's sandbox does not mount). `lib` must still resolve in the sandbox."""
+    second checkout does not have). The grader must use the second checkout's `lib` and `grader`."""
     checkout = tmp_path / "checkout"
-    for part in ("lib", "tools", "assignments/source/numerics", "assignments/mutants/numerics"):
+    for part in ("lib", "grader", "assignments/source/numerics", "assignments/mutants/numerics"):
         shutil.copytree(ROOT / part, checkout / part,
                         ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / "assignments" / "nbgrader_config.py", checkout / "assignments")

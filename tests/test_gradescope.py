@@ -208,7 +208,7 @@ def test_an_ungraded_submission_gets_zero_and_the_reason(upload, tmp_path, monke
                                    scores={gid: 0.0 for gid in points})]
 
     monkeypatch.setattr(gradescope, "sandbox_works", lambda: "")
-    monkeypatch.setattr(grading, "grade_batch", fake_batch)
+    monkeypatch.setattr(pipeline, "grade_batch", fake_batch)
     results = gradescope.run(tmp_path, NAME)
     check_results_format(results, NAME)
     why = {"nothing": f"no notebook submitted: upload {NAME}.ipynb", "refused": refusal}[upload]
